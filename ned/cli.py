@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "postprocess",
     "edit",
     "evaluate",
+    "train_manipulator",
+    "train_renderer",
     "bench",
     "sample",
 )

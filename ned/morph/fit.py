@@ -1,0 +1,563 @@
+"""Fit the face model to tracked landmarks: pose, identity and expression weights.
+
+Model of a frame's 468 mesh points (image pixels, x right, y down, z away)::
+
+    frame = scale * rotation @ (identity + rig.displacement(expression)) + translation
+
+- pose (``scale``, ``rotation``, ``translation``): a robust (iteratively reweighted,
+  Cauchy) similarity Procrustes of the identity's rigid points (forehead, nose bridge,
+  temples, face side, inner eye corners) onto the frame's. No rig shape moves a rigid
+  point, so pose does not depend on the expression.
+- identity (``(468, 3)`` canonical units, ≈ IOD): the actor's neutral face, estimated
+  over a clip (:func:`estimate_identity`); its component in the rig's span is replaced
+  by the canonical mesh's, so expression weights are comparable across clips and
+  actors ("absolute") instead of relative to the clip's average face.
+- expression ``(K,)``: bounded least squares against the rig, in canonical space, with
+  depth residuals down-weighted (MediaPipe's z is the noisiest axis) and a small ridge.
+  The box-constrained problem is solved for a whole batch of frames at once by a
+  vectorised active-set method on the K x K normal equations, polished by projected
+  Gauss-Seidel sweeps (thousands of frames per second on one core).
+
+The residual reported per frame is the RMS distance (in IOD units, canonical space)
+between the landmarks and the fitted model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ned.morph.rig import KEPT_SHAPES, Rig, load_rig, shape_mask
+from ned.morph.topology import NUM_VERTICES, Topology, load_topology
+from ned.types import check_array
+
+__all__ = [
+    "FitOptions",
+    "Pose",
+    "FaceFit",
+    "FaceFits",
+    "FaceModel",
+    "procrustes",
+    "estimate_identity",
+    "solve_box_qp",
+    "apply_expression_delta",
+    "iris_follow",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Options of :class:`FaceModel` and :func:`estimate_identity`.
+
+    Attributes:
+        robust_iterations: reweighting passes of the rigid Procrustes (>= 1).
+        robust_scale: Cauchy scale of rigid-point residuals (IOD units, > 0).
+        z_weight: weight of depth residuals in the expression fit, in [0, 1].
+        ridge: Tikhonov weight on the expression (>= 0), relative to the mean diagonal
+            of the rig's normal matrix.
+        solver_iterations: active-set iterations of the bounded solve (>= 1).
+        polish_sweeps: projected Gauss-Seidel sweeps after the active set (>= 0).
+        pose_alternations: times the pose is refined on all points against the fitted
+            shape, each followed by a new expression fit (>= 0; 0 = rigid points only).
+        pose_nonrigid_weight: weight of non-rigid points in those refinements, in [0, 1].
+        identity_fraction: fraction of the clip's frames, the most neutral-looking ones,
+            whose median forms the identity, in (0, 1].
+        identity_project: replace the identity's component in the rig's span by the
+            canonical mesh's (expression weights become comparable across clips).
+    """
+
+    robust_iterations: int = 3
+    robust_scale: float = 0.05
+    z_weight: float = 0.5
+    ridge: float = 1e-3
+    solver_iterations: int = 8
+    polish_sweeps: int = 2
+    pose_alternations: int = 2
+    pose_nonrigid_weight: float = 0.3
+    identity_fraction: float = 0.5
+    identity_project: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("robust_iterations", "solver_iterations"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("polish_sweeps", "pose_alternations"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if not 0.0 <= self.pose_nonrigid_weight <= 1.0:
+            raise ValueError(f"pose_nonrigid_weight must be in [0, 1], got {self.pose_nonrigid_weight}")
+        if not self.robust_scale > 0:
+            raise ValueError(f"robust_scale must be > 0, got {self.robust_scale}")
+        if not 0.0 <= self.z_weight <= 1.0:
+            raise ValueError(f"z_weight must be in [0, 1], got {self.z_weight}")
+        if not self.ridge >= 0:
+            raise ValueError(f"ridge must be >= 0, got {self.ridge}")
+        if not 0.0 < self.identity_fraction <= 1.0:
+            raise ValueError(f"identity_fraction must be in (0, 1], got {self.identity_fraction}")
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Similarity from canonical space to frame pixels: ``frame = scale * R @ p + t``.
+
+    Attributes:
+        rotation: (3, 3) float64 proper rotation.
+        translation: (3,) float64 frame pixels.
+        scale: pixels per canonical unit (≈ pixels per IOD), > 0.
+    """
+
+    rotation: np.ndarray
+    translation: np.ndarray
+    scale: float
+
+    def frame_from_canonical(self, points: np.ndarray) -> np.ndarray:
+        """Canonical points ``(*, 3)`` to frame pixels ``(*, 3)`` (float64)."""
+        return self.scale * np.asarray(points, np.float64) @ self.rotation.T + self.translation
+
+    def canonical_from_frame(self, points: np.ndarray) -> np.ndarray:
+        """Frame pixels ``(*, 3)`` to canonical points ``(*, 3)`` (float64)."""
+        return (np.asarray(points, np.float64) - self.translation) @ self.rotation / self.scale
+
+    def angles(self) -> tuple[float, float, float]:
+        """``(yaw, pitch, roll)`` radians (rotation = Rz(roll) Ry(yaw) Rx(pitch), image axes)."""
+        r = self.rotation
+        yaw = float(np.arcsin(np.clip(-r[2, 0], -1.0, 1.0)))
+        pitch = float(np.arctan2(r[2, 1], r[2, 2]))
+        roll = float(np.arctan2(r[1, 0], r[0, 0]))
+        return yaw, pitch, roll
+
+
+@dataclass(frozen=True)
+class FaceFit:
+    """One frame's fit.
+
+    Attributes:
+        pose: canonical -> frame similarity.
+        expression: (K,) float32 weights indexed by :class:`ned.morph.rig.Blendshape`.
+        residual: RMS landmark error of the fit, IOD units.
+    """
+
+    pose: Pose
+    expression: np.ndarray
+    residual: float
+
+
+@dataclass(frozen=True)
+class FaceFits:
+    """A batch of fits (one per frame), as arrays.
+
+    Attributes:
+        rotation: (T, 3, 3). translation: (T, 3). scale: (T,).
+        expression: (T, K) float32. residual: (T,) float32 (IOD units).
+    """
+
+    rotation: np.ndarray
+    translation: np.ndarray
+    scale: np.ndarray
+    expression: np.ndarray
+    residual: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.expression.shape[0])
+
+    def __getitem__(self, t: int) -> FaceFit:
+        return FaceFit(Pose(self.rotation[t], self.translation[t], float(self.scale[t])),
+                       self.expression[t], float(self.residual[t]))
+
+    def with_expression(self, expression: np.ndarray) -> "FaceFits":
+        """The same poses with other weights ``(T, K)`` (residual set to NaN: not fitted)."""
+        check_array(expression, f"{len(self)} {self.expression.shape[1]}", name="expression")
+        return FaceFits(self.rotation, self.translation, self.scale, expression.astype(np.float32),
+                        np.full(len(self), np.nan, np.float32))
+
+
+# ---------------------------------------------------------------------------------------
+# Pure math
+# ---------------------------------------------------------------------------------------
+def procrustes(
+    src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted similarity ``dst ≈ s * R @ src + t`` for a batch (Umeyama).
+
+    Args:
+        src: (M, 3) or (T, M, 3). dst: (T, M, 3). weights: (T, M) >= 0 or None.
+
+    Returns:
+        ``R`` (T, 3, 3) proper rotations, ``t`` (T, 3), ``s`` (T,).
+    """
+    dst = np.asarray(dst, np.float64)
+    src = np.broadcast_to(np.asarray(src, np.float64), dst.shape)
+    w = np.ones(dst.shape[:2]) if weights is None else np.asarray(weights, np.float64)
+    wsum = np.maximum(w.sum(1, keepdims=True), 1e-12)
+    mu_s = (w[..., None] * src).sum(1) / wsum
+    mu_d = (w[..., None] * dst).sum(1) / wsum
+    a = src - mu_s[:, None]
+    b = dst - mu_d[:, None]
+    cov = np.einsum("tm,tmi,tmj->tij", w, b, a) / wsum[..., None]
+    u, sig, vt = np.linalg.svd(cov)
+    d = np.sign(np.linalg.det(u @ vt))
+    sig = sig.copy()
+    sig[:, 2] *= d
+    u = u.copy()
+    u[:, :, 2] *= d[:, None]
+    rot = u @ vt
+    var = (w * (a ** 2).sum(-1)).sum(1) / wsum[:, 0]
+    s = sig.sum(1) / np.maximum(var, 1e-12)
+    t = mu_d - s[:, None] * np.einsum("tij,tj->ti", rot, mu_s)
+    return rot, t, s
+
+
+def _robust_pose(
+    src: np.ndarray, dst: np.ndarray, options: FitOptions, prior: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cauchy-reweighted :func:`procrustes`; residuals measured in canonical units.
+
+    ``prior`` (M,) multiplies the robust weights (e.g. rigid points more than others).
+    """
+    w = None if prior is None else np.broadcast_to(prior, dst.shape[:2])
+    for _ in range(options.robust_iterations):
+        rot, t, s = procrustes(src, dst, w)
+        pred = s[:, None, None] * np.einsum("tij,tmj->tmi", rot, np.broadcast_to(src, dst.shape)) + t[:, None]
+        r = np.linalg.norm(pred - dst, axis=-1) / s[:, None]
+        w = 1.0 / (1.0 + (r / options.robust_scale) ** 2)
+        if prior is not None:
+            w = w * prior
+    return rot, t, s
+
+
+def solve_box_qp(
+    gram: np.ndarray, rhs: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+    iterations: int = 8, sweeps: int = 2,
+) -> np.ndarray:
+    """Minimise ``0.5 w^T G w - b^T w`` subject to ``lower <= w <= upper``, for many ``b``.
+
+    Vectorised primal active set (all frames step together): solve the free variables with
+    the working set held at its bounds, step towards that solution until a bound blocks
+    (the blocking variable joins the working set) or, when nothing blocks, release the
+    held variable whose multiplier is most wrong (finite termination); then ``sweeps`` projected
+    Gauss-Seidel sweeps polish whatever the iteration budget left.
+
+    Args:
+        gram: (K, K) symmetric positive definite. rhs: (T, K). lower, upper: (K,).
+        iterations: active-set iterations. sweeps: polishing sweeps.
+
+    Returns:
+        (T, K) float64 solutions.
+    """
+    g = np.asarray(gram, np.float64)
+    b = np.atleast_2d(np.asarray(rhs, np.float64))
+    lo = np.asarray(lower, np.float64)
+    hi = np.asarray(upper, np.float64)
+    k = g.shape[0]
+    eye = np.eye(k, dtype=bool)
+    w = np.clip(np.linalg.solve(g, b.T).T, lo, hi)
+    work = (w <= lo) | (w >= hi)  # working set: variables held at their bound
+    for _ in range(iterations):
+        free = ~work
+        held = np.where(work, w, 0.0)
+        mat = np.where(free[:, :, None] & free[:, None, :], g, 0.0) + (eye & work[:, :, None])
+        target = np.linalg.solve(mat, np.where(free, b - held @ g, held)[..., None])[..., 0]
+        step = target - w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = np.where(step < 0, (lo - w) / step, np.where(step > 0, (hi - w) / step, np.inf))
+        alpha = np.clip(room.min(1), 0.0, 1.0)
+        w = np.clip(w + alpha[:, None] * step, lo, hi)
+        blocked = alpha < 1.0
+        hit = (w <= lo) | (w >= hi)
+        work = np.where(blocked[:, None], work | hit, work)
+        # frames that reached their subproblem optimum: free the bound variables whose
+        # multiplier has the wrong sign (the objective decreases moving inwards)
+        grad = w @ g - b
+        violation = np.where(work & (w <= lo), -grad, 0.0) + np.where(work & (w >= hi), grad, 0.0)
+        worst = violation.argmax(1)
+        release = ~blocked & (violation[np.arange(len(w)), worst] > 1e-12)
+        if not blocked.any() and not release.any():
+            break
+        work[np.flatnonzero(release), worst[release]] = False
+    diag = np.diag(g)
+    for _ in range(sweeps):
+        for j in range(k):
+            w[:, j] = np.clip(w[:, j] - (w @ g[:, j] - b[:, j]) / diag[j], lo[j], hi[j])
+    return w
+
+
+def iris_follow(landmarks: np.ndarray, moved_mesh: np.ndarray) -> np.ndarray:
+    """Move the 10 iris points (rows 468..477) with their eye's lid-contour centre.
+
+    Args:
+        landmarks: (478, 3) or (T, 478, 3), the source points (mesh then iris: right eye
+            468..472, left eye 473..477).
+        moved_mesh: the new mesh, (468, 3) or (T, 468, 3).
+
+    Returns:
+        Same shape as ``landmarks``: ``moved_mesh`` then the shifted iris points.
+    """
+    from ned.morph.topology import eye_centres
+
+    out = np.array(landmarks, dtype=np.float64, copy=True)
+    out[..., :NUM_VERTICES, :] = moved_mesh
+    if out.shape[-2] > NUM_VERTICES:
+        r0, l0 = eye_centres(np.asarray(landmarks, np.float64)[..., :NUM_VERTICES, :])
+        r1, l1 = eye_centres(np.asarray(moved_mesh, np.float64))
+        out[..., 468:473, :] += (r1 - r0)[..., None, :]
+        out[..., 473:478, :] += (l1 - l0)[..., None, :]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Identity
+# ---------------------------------------------------------------------------------------
+def _valid_frames(landmark_seq: np.ndarray) -> np.ndarray:
+    return np.isfinite(landmark_seq[:, :NUM_VERTICES]).all(axis=(1, 2))
+
+
+def estimate_identity(
+    landmark_seq: np.ndarray,
+    *,
+    rig: Rig | None = None,
+    topology: Topology | None = None,
+    options: FitOptions = FitOptions(),
+) -> np.ndarray:
+    """The actor's neutral face in canonical space, from a clip's landmarks.
+
+    Frames are aligned (robust Procrustes on the rigid points) to the canonical mesh,
+    then to their own median; the most neutral-looking ``identity_fraction`` of them
+    (closest to the median on the mobile points, mouth most closed) give the per-vertex
+    median. With ``identity_project`` the rig-span component relative to the canonical
+    mesh is then replaced by the canonical's (bounded weights then measure expression
+    against a common neutral, not against this clip's average face).
+
+    Args:
+        landmark_seq: (T, 468, 3) or (T, 478, 3) frame pixels; frames with NaN are skipped.
+        rig, topology: defaults are the packaged ones.
+        options: fit options.
+
+    Returns:
+        (468, 3) float32 canonical units.
+
+    Raises:
+        ValueError: bad shape, or no frame with a complete mesh.
+    """
+    landmark_seq = np.asarray(landmark_seq)
+    check_array(landmark_seq, "T N 3", name="landmark_seq")
+    if landmark_seq.shape[1] < NUM_VERTICES:
+        raise ValueError(f"landmark_seq: expected at least {NUM_VERTICES} points per frame, got {landmark_seq.shape}")
+    topo = topology or load_topology()
+    rig = rig or load_rig()
+    frames = landmark_seq[_valid_frames(landmark_seq), :NUM_VERTICES].astype(np.float64)
+    if len(frames) == 0:
+        raise ValueError("landmark_seq has no frame with a complete face mesh")
+    rigid = topo.group("rigid")
+    ref = topo.canonical.astype(np.float64)
+    for _ in range(2):
+        rot, t, s = _robust_pose(ref[rigid], frames[:, rigid], options)
+        aligned = np.einsum("tji,tmj->tmi", rot, frames - t[:, None]) / s[:, None, None]
+        ref = np.median(aligned, axis=0)
+    mobile = np.ones(NUM_VERTICES, bool)
+    mobile[rigid] = False
+    dev = np.sqrt(((aligned[:, mobile] - ref[mobile]) ** 2).sum(-1).mean(-1))
+    from ned.morph.topology import inner_lip_gaps
+
+    aperture = np.abs(inner_lip_gaps(aligned)[..., 1]).mean(-1)
+    score = dev / max(np.median(dev), 1e-9) + aperture / max(np.median(aperture), 1e-9)
+    keep = np.argsort(score)[: max(1, int(round(options.identity_fraction * len(aligned))))]
+    identity = np.median(aligned[keep], axis=0)
+    if options.identity_project:
+        basis = rig.basis.reshape(rig.num_shapes, -1).astype(np.float64)
+        delta = (identity - rig.canonical).reshape(-1)
+        gram = basis @ basis.T
+        gram += np.eye(len(gram)) * 1e-6 * np.trace(gram) / len(gram)
+        coef = np.linalg.solve(gram, basis @ delta)
+        identity = identity - (coef @ basis).reshape(NUM_VERTICES, 3)
+    return identity.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------
+@dataclass
+class _Solver:
+    """Precomputed normal equations of the weighted expression fit."""
+
+    proj: np.ndarray  # (K, 1404) = B W^2
+    gram: np.ndarray  # (K, K) = B W^2 B^T + ridge
+    weights: np.ndarray  # (1404,) W^2 per coordinate
+
+
+class FaceModel:
+    """An actor's face model: identity + rig, fitted per frame.
+
+    Args:
+        identity: (468, 3) canonical neutral face of the actor (see
+            :func:`estimate_identity`); default the canonical mesh.
+        rig: default :func:`ned.morph.rig.load_rig`.
+        options: fit options.
+        topology: default :func:`ned.morph.topology.load_topology`.
+
+    Raises:
+        ValueError: bad identity shape.
+    """
+
+    def __init__(
+        self,
+        identity: np.ndarray | None = None,
+        rig: Rig | None = None,
+        options: FitOptions = FitOptions(),
+        topology: Topology | None = None,
+    ) -> None:
+        self.topology = topology or load_topology()
+        self.rig = rig or load_rig()
+        self.options = options
+        ident = self.rig.canonical if identity is None else identity
+        check_array(np.asarray(ident), f"{NUM_VERTICES} 3", name="identity")
+        self.identity = np.asarray(ident, np.float64)
+        self._rigid = self.topology.group("rigid")
+        self._pose_weights = np.full(NUM_VERTICES, options.pose_nonrigid_weight)
+        self._pose_weights[self._rigid] = 1.0
+        self._solver = self._build_solver()
+
+    @classmethod
+    def from_sequence(
+        cls, landmark_seq: np.ndarray, rig: Rig | None = None, options: FitOptions = FitOptions(),
+        topology: Topology | None = None,
+    ) -> "FaceModel":
+        """A model whose identity is estimated from ``landmark_seq (T, 468|478, 3)``.
+
+        Raises:
+            ValueError: as :func:`estimate_identity`.
+        """
+        identity = estimate_identity(landmark_seq, rig=rig, topology=topology, options=options)
+        return cls(identity, rig, options, topology)
+
+    def _build_solver(self) -> _Solver:
+        basis = self.rig.basis.reshape(self.rig.num_shapes, -1).astype(np.float64)
+        wz = np.tile(np.array([1.0, 1.0, self.options.z_weight ** 2]), NUM_VERTICES)
+        proj = basis * wz
+        gram = proj @ basis.T
+        gram += np.eye(len(gram)) * self.options.ridge * np.trace(gram) / len(gram)
+        return _Solver(proj=proj, gram=gram, weights=wz)
+
+    @property
+    def num_shapes(self) -> int:
+        """K."""
+        return self.rig.num_shapes
+
+    def fit(self, landmarks: np.ndarray) -> FaceFit:
+        """Fit one frame.
+
+        Args:
+            landmarks: (468, 3) or (478, 3) frame pixels (only the mesh is used).
+
+        Returns:
+            The frame's :class:`FaceFit`.
+
+        Raises:
+            ValueError: bad shape or non-finite landmarks.
+        """
+        landmarks = np.asarray(landmarks)
+        check_array(landmarks, "N 3", name="landmarks")
+        return self.fit_batch(landmarks[None])[0]
+
+    def fit_batch(self, landmark_seq: np.ndarray) -> FaceFits:
+        """Fit T frames at once (vectorised).
+
+        Args:
+            landmark_seq: (T, 468, 3) or (T, 478, 3) frame pixels, all finite (drop or
+                interpolate missing frames first).
+
+        Returns:
+            :class:`FaceFits` with T rows.
+
+        Raises:
+            ValueError: bad shape or non-finite landmarks.
+        """
+        landmark_seq = np.asarray(landmark_seq)
+        check_array(landmark_seq, "T N 3", name="landmark_seq")
+        if landmark_seq.shape[1] < NUM_VERTICES:
+            raise ValueError(f"landmark_seq: expected at least {NUM_VERTICES} points per frame, got {landmark_seq.shape}")
+        pts = landmark_seq[:, :NUM_VERTICES].astype(np.float64)
+        if not np.isfinite(pts).all():
+            raise ValueError("landmarks contain NaN/inf; fit only frames with a face")
+        opt = self.options
+        basis = self.rig.basis.reshape(self.rig.num_shapes, -1).astype(np.float64)
+        rot, t, s = _robust_pose(self.identity[self._rigid], pts[:, self._rigid], opt)
+        for a in range(opt.pose_alternations + 1):
+            canon = np.einsum("tji,tmj->tmi", rot, pts - t[:, None]) / s[:, None, None]
+            delta = (canon - self.identity).reshape(len(pts), -1)
+            rhs = delta @ self._solver.proj.T
+            w = solve_box_qp(self._solver.gram, rhs, self.rig.lower, self.rig.upper,
+                             opt.solver_iterations, opt.polish_sweeps)
+            model = w @ basis
+            if a == opt.pose_alternations:
+                break
+            # refine the pose on every point against the fitted shape (rigid points weigh more)
+            shape = self.identity + model.reshape(len(pts), NUM_VERTICES, 3)
+            rot, t, s = _robust_pose(shape, pts, opt, self._pose_weights)
+        err = (delta - model).reshape(len(pts), NUM_VERTICES, 3)
+        residual = np.sqrt((err ** 2).sum(-1).mean(-1))
+        return FaceFits(rot, t, s, w.astype(np.float32), residual.astype(np.float32))
+
+    def canonical_shape(self, expression: np.ndarray) -> np.ndarray:
+        """Identity + rig for weights ``(*, K)``: ``(*, 468, 3)`` canonical units (float64)."""
+        return self.identity + self.rig.displacement(expression).astype(np.float64)
+
+    def reconstruct(self, fit: FaceFit | FaceFits) -> np.ndarray:
+        """The model's mesh in frame pixels: (468, 3) for a FaceFit, (T, 468, 3) for FaceFits."""
+        shape = self.canonical_shape(fit.expression)
+        if isinstance(fit, FaceFit):
+            return fit.pose.frame_from_canonical(shape)
+        return fit.scale[:, None, None] * np.einsum("tij,tmj->tmi", fit.rotation, shape) + fit.translation[:, None]
+
+
+def apply_expression_delta(
+    landmarks: np.ndarray,
+    fit: FaceFit | FaceFits,
+    new_expression: np.ndarray,
+    rig: Rig | None = None,
+    keep: tuple = KEPT_SHAPES,
+) -> np.ndarray:
+    """Edit tracked landmarks by the rig difference of two weight vectors.
+
+    ``out = landmarks + scale * R @ (rig(new) - rig(old))``: everything the rig does not
+    model (residual detail, the exact lip motion) stays as tracked. Weights of ``keep``
+    (speech and blinks) are taken from ``fit`` whatever ``new_expression`` says, so the
+    inner-lip aperture is unchanged exactly. Iris points (478-point input) follow their
+    eye's lid-contour centre.
+
+    Args:
+        landmarks: (468|478, 3) with a :class:`FaceFit`, or (T, 468|478, 3) with
+            :class:`FaceFits`; frame pixels.
+        fit: the landmarks' fit(s).
+        new_expression: (K,) or (T, K).
+        rig: default the packaged rig.
+        keep: shapes copied from ``fit`` (empty tuple to apply all of ``new_expression``).
+
+    Returns:
+        Same shape as ``landmarks``, float32.
+
+    Raises:
+        ValueError: on mismatched shapes.
+    """
+    rig = rig or load_rig()
+    landmarks = np.asarray(landmarks)
+    old = np.asarray(fit.expression, np.float64)
+    new = np.array(new_expression, np.float64, copy=True)
+    if new.shape != old.shape:
+        raise ValueError(f"new_expression: expected shape {old.shape}, got {new.shape}")
+    mask = shape_mask(tuple(keep))
+    new[..., mask] = old[..., mask]
+    d = rig.displacement(new - old).astype(np.float64)
+    if isinstance(fit, FaceFit):
+        check_array(landmarks, "N 3", name="landmarks")
+        moved = landmarks[:NUM_VERTICES].astype(np.float64) + fit.pose.scale * d @ fit.pose.rotation.T
+    else:
+        check_array(landmarks, f"{len(fit)} N 3", name="landmarks")
+        moved = landmarks[:, :NUM_VERTICES].astype(np.float64) + fit.scale[:, None, None] * np.einsum(
+            "tij,tmj->tmi", fit.rotation, d)
+    return iris_follow(landmarks, moved).astype(np.float32)

@@ -1,0 +1,270 @@
+"""Compositing a rendered face into the frame inside a soft mask.
+
+Convention: ``frame`` and ``rendered`` are ``(H, W, 3) uint8`` RGB images of the same
+size and registration (the rendered face already un-aligned into frame pixels); ``mask``
+is ``(H, W) float32`` in ``[0, 1]``. All methods work on the *difference* ``rendered -
+frame`` and add a blended version of it back onto the frame, so that
+
+* where ``mask == 0`` the output is the input frame **bit for bit** (enforced by a final
+  hard copy, and the blended difference is tapered to zero before the mask's support
+  ends, so the hard copy leaves no step);
+* where ``rendered == frame`` nothing changes (an identity render is exact).
+
+Methods:
+
+``"laplacian"`` (default)
+    Burt-Adelson multi-band blending: each band of the difference's Laplacian pyramid is
+    weighted by the same level of the mask's Gaussian pyramid. Low frequencies (colour,
+    shading) blend over a wide zone, fine detail over a narrow one. Computed only over the
+    bounding box of the mask's support.
+``"poisson"``
+    Gradient-domain cloning (Perez et al. 2003) on the mask's support: inside it the
+    output keeps the gradients of ``rendered``, on its border it equals ``frame``. Solved
+    exactly with a sparse LU factorisation (slower: ~0.1-0.5 s for a large face).
+``"copy"``
+    Alpha compositing with the feathered mask.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as sla
+
+from ned.types import check_array
+
+__all__ = ["BLEND_METHODS", "BlendOptions", "blend", "mask_box", "mask_reach_px", "soft_mask"]
+
+logger = logging.getLogger(__name__)
+
+BLEND_METHODS = ("laplacian", "poisson", "copy")
+_TAPER_MASK_LEVEL = 0.1   # the blended difference reaches full strength where mask >= this
+_RING_MAX_MASK = 0.5      # colour correction ring: 0 < mask <= this (the outer half of the soft edge)
+
+
+@dataclass(frozen=True)
+class BlendOptions:
+    """How the rendered face is composited into the frame.
+
+    Attributes:
+        method: ``"laplacian"`` (multi-band), ``"poisson"`` (gradient domain) or ``"copy"``
+            (feathered alpha paste).
+        feather_px: width of the mask's soft edge in frame pixels (0 to 1 across it),
+            ``> 0``; ``None`` = ``feather_rel`` times the face width.
+        feather_rel: soft-edge width relative to the face width when ``feather_px`` is
+            None, in ``(0, 1]``.
+        levels: Laplacian pyramid levels, ``1..10`` (1 = a plain feathered copy).
+        color_correct: shift the rendered face's mean colour to the frame's, measured in
+            a thin ring at the outer edge of the mask.
+    """
+
+    method: str = "laplacian"
+    feather_px: float | None = None
+    feather_rel: float = 0.1
+    levels: int = 4
+    color_correct: bool = True
+
+    def __post_init__(self) -> None:
+        if self.method not in BLEND_METHODS:
+            raise ValueError(f"BlendOptions.method must be one of {BLEND_METHODS}, got {self.method!r}")
+        if self.feather_px is not None and not (np.isfinite(self.feather_px) and self.feather_px > 0):
+            raise ValueError(f"BlendOptions.feather_px must be > 0 or None, got {self.feather_px}")
+        if not (0 < self.feather_rel <= 1):
+            raise ValueError(f"BlendOptions.feather_rel must be in (0, 1], got {self.feather_rel}")
+        if isinstance(self.levels, bool) or not isinstance(self.levels, (int, np.integer)) or not 1 <= self.levels <= 10:
+            raise ValueError(f"BlendOptions.levels must be an integer in [1, 10], got {self.levels!r}")
+        if not isinstance(self.color_correct, (bool, np.bool_)):
+            raise ValueError(f"BlendOptions.color_correct must be a bool, got {self.color_correct!r}")
+
+    def resolve_feather_px(self, face_width_px: float) -> float:
+        """The soft-edge width in pixels for a face ``face_width_px`` wide (at least 1 px)."""
+        if self.feather_px is not None:
+            return float(self.feather_px)
+        return max(1.0, self.feather_rel * float(face_width_px))
+
+
+def soft_mask(polygon: np.ndarray, shape: tuple[int, int], feather_px: float) -> np.ndarray:
+    """A filled polygon with a soft edge: the blend mask.
+
+    The polygon is filled (sub-pixel vertices) and blurred with a Gaussian truncated at
+    ``r = ceil(feather_px / 2)`` pixels, so the mask goes from 1 to 0 across a band about
+    ``feather_px`` wide centred on the outline and is exactly 0 farther than
+    :func:`mask_reach_px` (``1.5 r + 3``; the separable kernel's square support reaches
+    ``sqrt(2) r`` along diagonals) pixels outside it. For ``feather_px >= 8`` the blur runs at half resolution (area
+    downsampled, bilinearly upsampled: the mask is smooth at that scale; 3x cheaper).
+
+    Args:
+        polygon: ``(K, 2)`` vertices in pixels of the target image, in loop order.
+        shape: ``(height, width)`` of the mask.
+        feather_px: soft-edge width in pixels, ``> 0``.
+
+    Returns:
+        ``(H, W) float32`` mask in ``[0, 1]``.
+
+    Raises:
+        ValueError: on a bad polygon or ``feather_px <= 0``.
+    """
+    polygon = check_array(np.asarray(polygon), "K 2", name="polygon")
+    if polygon.shape[0] < 3 or not np.isfinite(polygon).all():
+        raise ValueError(f"polygon: need >= 3 finite vertices, got {polygon.shape[0]}")
+    if not feather_px > 0:
+        raise ValueError(f"feather_px must be > 0, got {feather_px}")
+    height, width = int(shape[0]), int(shape[1])
+    shift = 4
+    pts = np.round(polygon.astype(np.float64) * (1 << shift)).astype(np.int32)
+    mask = np.zeros((height, width), np.float32)
+    cv2.fillPoly(mask, [pts], 1.0, cv2.LINE_8, shift)
+    step = 2 if feather_px >= 8 and min(height, width) >= 8 else 1
+    radius = max(1, int(np.ceil(feather_px / 2)) // step)
+    ksize = 2 * radius + 1
+    if step == 1:
+        cv2.GaussianBlur(mask, (ksize, ksize), sigmaX=ksize / 5.0, dst=mask, borderType=cv2.BORDER_CONSTANT)
+    else:
+        gh, gw = -(-height // step), -(-width // step)
+        padded = np.zeros((gh * step, gw * step), np.float32)
+        padded[:height, :width] = mask
+        small = cv2.resize(padded, (gw, gh), interpolation=cv2.INTER_AREA)      # anti-aliased
+        cv2.GaussianBlur(small, (ksize, ksize), sigmaX=ksize / 5.0, dst=small, borderType=cv2.BORDER_CONSTANT)
+        mask = np.ascontiguousarray(cv2.resize(small, (gw * step, gh * step),
+                                               interpolation=cv2.INTER_LINEAR)[:height, :width])
+    np.clip(mask, 0.0, 1.0, out=mask)
+    mask[mask < 1e-6] = 0.0
+    mask[mask > 1.0 - 1e-6] = 1.0                               # rounding of the normalised kernel
+    return mask
+
+
+def mask_reach_px(feather_px: float) -> int:
+    """How far (pixels) :func:`soft_mask` can be non-zero outside its polygon."""
+    return int(np.ceil(1.5 * np.ceil(feather_px / 2))) + 3
+
+
+def mask_box(mask: np.ndarray, margin: int = 0) -> tuple[int, int, int, int] | None:
+    """Bounding box ``(x0, y0, x1, y1)`` (exclusive ends) of ``mask > 0`` grown by ``margin``
+    and clipped to the image, or None for an empty mask."""
+    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8))
+    if w == 0 or h == 0:
+        return None
+    height, width = mask.shape[:2]
+    return max(0, x - margin), max(0, y - margin), min(width, x + w + margin), min(height, y + h + margin)
+
+
+def blend(frame: np.ndarray, rendered: np.ndarray, mask: np.ndarray,
+          options: BlendOptions = BlendOptions()) -> np.ndarray:
+    """Composite ``rendered`` into ``frame`` inside ``mask``.
+
+    Args:
+        frame: ``(H, W, 3) uint8`` the original frame (or a region of it).
+        rendered: ``(H, W, 3) uint8`` the rendered face, registered with ``frame``.
+        mask: ``(H, W) float32`` blend weight in ``[0, 1]`` (see :func:`soft_mask`).
+        options: the method and its parameters (``feather_px`` is not used here: it shapes
+            the mask, which the caller builds).
+
+    Returns:
+        ``(H, W, 3) uint8``; equal to ``frame`` bit for bit where ``mask == 0``.
+
+    Raises:
+        ValueError: on mismatched shapes or dtypes, or mask values outside ``[0, 1]``.
+    """
+    check_array(frame, "H W 3", np.uint8, name="frame")
+    check_array(rendered, f"{frame.shape[0]} {frame.shape[1]} 3", np.uint8, name="rendered")
+    check_array(mask, f"{frame.shape[0]} {frame.shape[1]}", np.float32, name="mask")
+    if mask.size and not (np.nanmin(mask) >= 0.0 and np.nanmax(mask) <= 1.0 and np.isfinite(mask).all()):
+        raise ValueError("mask: values must be finite and in [0, 1]")
+    out = frame.copy()
+    margin = 2 ** options.levels if options.method == "laplacian" else 2
+    box = mask_box(mask, margin)
+    if box is None:
+        return out
+    x0, y0, x1, y1 = box
+    frame_box = frame[y0:y1, x0:x1]
+    diff = cv2.subtract(rendered[y0:y1, x0:x1], frame_box, dtype=cv2.CV_32F)   # (h, w, 3) rendered - frame
+    m = np.ascontiguousarray(mask[y0:y1, x0:x1])
+    if options.color_correct:
+        cv2.add(diff, _ring_offset(diff, m), dst=diff)
+    taper = _support_taper(m)
+    if options.method == "laplacian":
+        blended = _laplacian_blend(diff, m, options.levels)
+    elif options.method == "poisson":
+        blended = _poisson_difference(diff, m)
+    else:
+        blended, taper = diff, taper * m
+    cv2.multiply(blended, cv2.merge([taper, taper, taper]), dst=blended)
+    region = cv2.add(blended, frame_box, dtype=cv2.CV_32F)
+    np.maximum(region, 0.0, out=region)
+    region = cv2.convertScaleAbs(region)                       # round to nearest, saturate at 255
+    region = cv2.copyTo(frame_box, (m == 0).view(np.uint8), region)   # the invariant, enforced
+    out[y0:y1, x0:x1] = region
+    return out
+
+
+def _support_taper(m: np.ndarray) -> np.ndarray:
+    """``(h, w) float32``: smoothstep from 0 at ``m = 0`` to 1 at ``m >= 0.1``."""
+    t = np.clip(m * (1.0 / _TAPER_MASK_LEVEL), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _ring_offset(diff: np.ndarray, m: np.ndarray) -> tuple[float, float, float, float]:
+    """Colour offset (a cv2 scalar) that zeroes the mean difference in the mask's outer ring."""
+    ring = ((m > 0) & (m <= _RING_MAX_MASK)).view(np.uint8)
+    if not ring.any():
+        return (0.0, 0.0, 0.0, 0.0)
+    mean = cv2.mean(diff, mask=ring)
+    return (-mean[0], -mean[1], -mean[2], 0.0)
+
+
+def _laplacian_blend(diff: np.ndarray, m: np.ndarray, levels: int) -> np.ndarray:
+    """Multi-band blend of ``diff`` (``(h, w, 3) float32``) against zero with mask ``m``.
+
+    Equals ``lap(rendered) * G(m) + lap(frame) * (1 - G(m))`` collapsed, minus ``frame``,
+    because the Laplacian pyramid is linear.
+    """
+    levels = max(1, min(levels, int(np.log2(max(1, min(m.shape))))))
+    gauss_d, gauss_m = [diff], [m]
+    for _ in range(levels - 1):
+        gauss_d.append(cv2.pyrDown(gauss_d[-1]))
+        gauss_m.append(cv2.pyrDown(gauss_m[-1]))
+    out = cv2.multiply(gauss_d[-1], cv2.merge([gauss_m[-1]] * 3))
+    for level in range(levels - 2, -1, -1):
+        size = (gauss_d[level].shape[1], gauss_d[level].shape[0])
+        band = cv2.pyrUp(gauss_d[level + 1], dstsize=size)
+        cv2.subtract(gauss_d[level], band, dst=band)
+        cv2.multiply(band, cv2.merge([gauss_m[level]] * 3), dst=band)
+        out = cv2.pyrUp(out, dstsize=size)
+        cv2.add(out, band, dst=out)
+    return out
+
+
+def _poisson_difference(diff: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``P - frame`` for the Poisson clone ``P`` on the mask's support ``m > 0``.
+
+    ``P = rendered + h`` inside the support, with ``h`` harmonic there and ``h = -diff`` on
+    the pixels just outside it (4-neighbourhood), so ``P`` meets ``frame`` without a step
+    while keeping ``rendered``'s gradients. Outside the support the result is 0.
+    """
+    inside = m > 0
+    inside[0, :] = inside[-1, :] = inside[:, 0] = inside[:, -1] = False
+    n = int(inside.sum())
+    out = np.zeros_like(diff)
+    if n == 0:
+        return out
+    index = np.full(m.shape, -1, np.int64)
+    index[inside] = np.arange(n)
+    ys, xs = np.nonzero(inside)
+    rows, cols, vals = [np.arange(n)], [np.arange(n)], [np.full(n, 4.0)]
+    rhs = np.zeros((n, 3), np.float64)
+    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+        nb = index[ys + dy, xs + dx]
+        interior = nb >= 0
+        rows.append(np.flatnonzero(interior))
+        cols.append(nb[interior])
+        vals.append(-np.ones(int(interior.sum())))
+        edge = ~interior                                       # Dirichlet: h = -diff there
+        rhs[edge] += -diff[ys[edge] + dy, xs[edge] + dx]
+    lap = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    h = sla.splu(lap).solve(rhs)
+    out[inside] = diff[inside] + h.astype(np.float32)
+    return out

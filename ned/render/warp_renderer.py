@@ -1,0 +1,230 @@
+"""The training-free renderer: warp the source frame's own face onto the edited mesh.
+
+One frame's journey through :meth:`WarpRenderer.render`::
+
+    frame, src/dst landmarks (frame px)
+      -> region of interest: bounding box of the anchor ring and blend mask
+      -> piecewise-affine warp of that region, src mesh -> dst mesh, with a fixed anchor
+         ring so the warp fades to the identity at the face border   (ned.render.warp)
+      -> appearance hook (optional; e.g. expression detail transfer, issue 6)
+      -> blend into the frame inside a soft mask around the dst face oval (ned.render.blend)
+      -> RenderedFace(frame, mask, box)
+
+Everything happens in frame pixels on the region only, so the face keeps its full
+resolution and a 1080p frame costs a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ned.render.blend import BlendOptions, blend, mask_reach_px, soft_mask
+from ned.render.warp import WarpMesh, anchor_ring, build_warp_mesh, warp_piecewise_affine
+from ned.types import check_array
+
+__all__ = ["AppearanceContext", "AppearanceFn", "RenderOptions", "RenderedFace", "WarpRenderer"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Options of the training-free warp renderer.
+
+    Attributes:
+        ring_scale: the anchor loop is the face oval pushed out from its centroid by this
+            fraction of the centroid-to-oval distance, ``(0, 2]``. Wider = a gentler fade.
+        mask_scale: the blend mask's outline is the destination face oval scaled about the
+            same centroid by this factor, ``(0.5, 3]``; the soft edge is centred on it.
+        interpolation: image resampling of the warp, ``"cubic"`` (keeps skin texture
+            sharp under sub-pixel shifts) or ``"linear"`` (a little faster, softer).
+        map_step: the warp's displacement field is evaluated every ``map_step`` pixels and
+            bilinearly upsampled, ``1..4`` (1 = exact; 2 is faster and visually identical).
+        blend: how the warped face is composited (method, feather, levels, colour).
+    """
+
+    ring_scale: float = 0.3
+    mask_scale: float = 1.12
+    interpolation: str = "cubic"
+    map_step: int = 2
+    blend: BlendOptions = field(default_factory=BlendOptions)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.ring_scale <= 2):
+            raise ValueError(f"RenderOptions.ring_scale must be in (0, 2], got {self.ring_scale}")
+        if not (0.5 < self.mask_scale <= 3):
+            raise ValueError(f"RenderOptions.mask_scale must be in (0.5, 3], got {self.mask_scale}")
+        if self.interpolation not in ("linear", "cubic"):
+            raise ValueError(f"RenderOptions.interpolation must be 'linear' or 'cubic', got {self.interpolation!r}")
+        if isinstance(self.map_step, bool) or not isinstance(self.map_step, (int, np.integer)) \
+                or not 1 <= self.map_step <= 4:
+            raise ValueError(f"RenderOptions.map_step must be an integer in [1, 4], got {self.map_step!r}")
+        if not isinstance(self.blend, BlendOptions):
+            raise ValueError(f"RenderOptions.blend must be a BlendOptions, got {type(self.blend).__name__}")
+
+
+@dataclass(frozen=True)
+class RenderedFace:
+    """The composited frame and where it may differ from the input.
+
+    Attributes:
+        frame: ``(H, W, 3) uint8`` RGB, equal to the input bit for bit where ``mask == 0``.
+        mask: ``(H, W) float32`` blend mask in ``[0, 1]`` (all zero when nothing was rendered).
+        box: ``(4,) int32`` ``x0 y0 x1 y1`` (exclusive ends) of the region that was
+            processed, frame pixels; all zero when nothing was rendered.
+    """
+
+    frame: np.ndarray
+    mask: np.ndarray
+    box: np.ndarray
+
+    @property
+    def rendered(self) -> bool:
+        """False when the frame was passed through (no face, or an empty region)."""
+        return bool(self.box[2] > self.box[0] and self.box[3] > self.box[1])
+
+
+@dataclass(frozen=True)
+class AppearanceContext:
+    """What an appearance step sees besides the warped region (all in region pixels).
+
+    Attributes:
+        origin: ``(2,) int`` ``(x0, y0)`` of the region in frame pixels
+            (``frame_px = region_px + origin``).
+        source: ``(h, w, 3) uint8`` the unwarped region of the input frame.
+        src_points: ``(N, 2) float32`` source landmarks in region pixels.
+        dst_points: ``(N, 2) float32`` edited landmarks in region pixels (the geometry of
+            the warped image).
+        anchors: ``(K, 2) float32`` the fixed anchor ring, region pixels.
+        coverage: ``(h, w) float32`` 1 inside the warped triangles (face and band).
+        mask: ``(h, w) float32`` the blend mask; changes outside it are discarded.
+        mesh: the triangulation (face triangles, then the band to the anchors).
+        payload: whatever the caller passed to :meth:`WarpRenderer.render` (e.g. the
+            frame's expression weights or a reference frame); opaque to the renderer.
+    """
+
+    origin: np.ndarray
+    source: np.ndarray
+    src_points: np.ndarray
+    dst_points: np.ndarray
+    anchors: np.ndarray
+    coverage: np.ndarray
+    mask: np.ndarray
+    mesh: WarpMesh
+    payload: Any = None
+
+
+AppearanceFn = Callable[[np.ndarray, AppearanceContext], np.ndarray]
+"""``appearance(warped (h, w, 3) uint8, ctx) -> (h, w, 3) uint8``: runs after the warp,
+before blending; must return an image of the same shape and dtype (it may modify its
+input in place)."""
+
+
+class WarpRenderer:
+    """Warp-and-blend renderer for one face topology.
+
+    Args:
+        triangles: ``(M, 3)`` int face triangulation (e.g. the 468-point MediaPipe mesh's),
+            covering the face as a disk, mouth and eye interiors included.
+        oval: ``(K,)`` int face-oval landmark indices, an ordered closed loop.
+        options: :class:`RenderOptions`.
+        appearance: optional :data:`AppearanceFn` applied to the warped region; None = no-op.
+        n_points: number of landmarks the triangles index; default ``triangles.max() + 1``.
+            Landmarks passed to :meth:`render` may have more rows (e.g. 478 with iris);
+            the extra rows are ignored.
+
+    Raises:
+        ValueError: on a bad topology or options.
+    """
+
+    def __init__(self, triangles: np.ndarray, oval: np.ndarray, options: RenderOptions = RenderOptions(),
+                 *, appearance: AppearanceFn | None = None, n_points: int | None = None) -> None:
+        if not isinstance(options, RenderOptions):
+            raise ValueError(f"options must be a RenderOptions, got {type(options).__name__}")
+        if appearance is not None and not callable(appearance):
+            raise ValueError("appearance must be callable or None")
+        self.options = options
+        self.appearance = appearance
+        self.mesh = build_warp_mesh(triangles, oval, n_points)
+
+    def render(self, frame: np.ndarray, src_landmarks: np.ndarray, dst_landmarks: np.ndarray,
+               *, payload: Any = None) -> RenderedFace:
+        """Move the face in ``frame`` from ``src_landmarks`` to ``dst_landmarks``.
+
+        Args:
+            frame: ``(H, W, 3) uint8`` RGB.
+            src_landmarks: ``(N, 2|3)`` the face's landmarks in ``frame`` pixels
+                (``N >= n_points``; ``z`` ignored).
+            dst_landmarks: ``(N, 2|3)`` the edited landmarks, same layout.
+            payload: passed to the appearance step unchanged.
+
+        Returns:
+            :class:`RenderedFace`. With ``dst == src`` (and no appearance step) the frame is
+            returned unchanged bit for bit. Non-finite landmarks (a missing face) pass the
+            frame through with an empty mask.
+
+        Raises:
+            ValueError: on bad shapes or dtypes, or an appearance step that returns a
+                wrong shape/dtype.
+        """
+        check_array(frame, "H W 3", np.uint8, name="frame")
+        src = self._points(src_landmarks, "src_landmarks")
+        dst = self._points(dst_landmarks, "dst_landmarks")
+        height, width = frame.shape[:2]
+        if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+            logger.debug("render: non-finite landmarks, frame passed through")
+            return _passthrough(frame)
+
+        mesh, opts = self.mesh, self.options
+        anchors = anchor_ring(src, dst, mesh.oval, opts.ring_scale)
+        centre = src[mesh.oval].mean(axis=0)
+        polygon = centre + (dst[mesh.oval] - centre) * opts.mask_scale       # (K, 2) frame px
+        face_width = float(np.ptp(dst[mesh.oval, 0]))
+        feather = opts.blend.resolve_feather_px(face_width)
+
+        # Region: everything the warp or the mask can touch, plus the pyramid's reach.
+        reach = mask_reach_px(feather)
+        if opts.blend.method == "laplacian":
+            reach += 2 ** opts.blend.levels
+        extent = np.concatenate([anchors, polygon])
+        x0 = max(0, int(np.floor(extent[:, 0].min())) - reach)
+        y0 = max(0, int(np.floor(extent[:, 1].min())) - reach)
+        x1 = min(width, int(np.ceil(extent[:, 0].max())) + reach + 1)
+        y1 = min(height, int(np.ceil(extent[:, 1].max())) + reach + 1)
+        if x1 <= x0 or y1 <= y0:
+            return _passthrough(frame)
+        origin = np.array([x0, y0], np.float64)
+        region = frame[y0:y1, x0:x1]
+        src_l, dst_l, anchors_l = src - origin, dst - origin, (anchors - origin).astype(np.float32)
+
+        warped, coverage = warp_piecewise_affine(region, src_l, dst_l, mesh.triangles, anchors=anchors_l,
+                                                 interpolation=opts.interpolation, map_step=opts.map_step)
+        mask = soft_mask(polygon - origin, (y1 - y0, x1 - x0), feather)
+        if self.appearance is not None:
+            ctx = AppearanceContext(origin=np.array([x0, y0], np.int64), source=region,
+                                    src_points=src_l.astype(np.float32), dst_points=dst_l.astype(np.float32),
+                                    anchors=anchors_l, coverage=coverage, mask=mask, mesh=mesh, payload=payload)
+            warped = self.appearance(warped, ctx)
+            check_array(warped, f"{y1 - y0} {x1 - x0} 3", np.uint8, name="appearance output")
+        composited = blend(region, warped, mask, opts.blend)
+
+        out = frame.copy()
+        out[y0:y1, x0:x1] = composited
+        full_mask = np.zeros((height, width), np.float32)
+        full_mask[y0:y1, x0:x1] = mask
+        return RenderedFace(frame=out, mask=full_mask, box=np.array([x0, y0, x1, y1], np.int32))
+
+    def _points(self, points: np.ndarray, name: str) -> np.ndarray:
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[0] < self.mesh.n_points or points.shape[1] not in (2, 3):
+            raise ValueError(f"{name}: expected shape (>= {self.mesh.n_points}, 2|3), got {points.shape}")
+        return points[: self.mesh.n_points, :2].astype(np.float64)
+
+
+def _passthrough(frame: np.ndarray) -> RenderedFace:
+    return RenderedFace(frame=frame.copy(), mask=np.zeros(frame.shape[:2], np.float32),
+                        box=np.zeros(4, np.int32))
