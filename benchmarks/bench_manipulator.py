@@ -8,7 +8,7 @@ Both architectures: ``ned_original`` (the release's sizes) and ``ned_small``; in
 
 Usage::
 
-    python benchmarks/bench_manipulator.py [--threads 2] [--steps 10] [--frames 250] [--json out.json]
+    python benchmarks/bench_manipulator.py [--threads 1] [--steps 10] [--frames 250] [--json out.json]
 
 No assertions: speed is measured, not tested.
 """
@@ -58,7 +58,7 @@ def bench_inference(trainer_nets, frames: int, hop: int, repeat: int = 2) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per case")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--frames", type=int, default=250, help="frames of the inference clip")

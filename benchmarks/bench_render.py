@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ned.render.blend import BlendOptions
+from ned.render.blend import BlendOptions, blend, soft_mask
 from ned.render.warp import anchor_ring, warp_piecewise_affine
 from ned.render.warp_renderer import RenderOptions, WarpRenderer
 
@@ -91,6 +91,19 @@ def smile(points: np.ndarray, corners: tuple[int, int], oval: np.ndarray, amount
     return dst
 
 
+def tune_malloc(threshold: int = 64 << 20) -> bool:
+    """glibc only: raise the mmap threshold so large temporaries come from the heap."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(libc.mallopt(m_trim_threshold, 2 * threshold))
+    except (OSError, AttributeError):
+        return False
+
+
 def time_ms(fn, repeat: int) -> float:
     """Median CPU time of this thread per call, ms (OpenCV runs single-threaded here), so
     that other processes on a shared machine do not inflate the figure."""
@@ -107,7 +120,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="keep freed blocks < 64 MiB in the heap (glibc mallopt): each frame's "
+                             "temporaries then reuse mapped pages instead of page-faulting fresh ones")
     args = parser.parse_args()
+    if args.tune_malloc:
+        tune_malloc()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cv2.setNumThreads(1)
     face = astronaut_face()
@@ -123,14 +141,29 @@ def main() -> None:
         box = np.clip(box, 0, [canvas[1], canvas[0], canvas[1], canvas[0]])
         region = frame[box[1]:box[3], box[0]:box[2]]
         off = box[:2].astype(np.float64)
-        warp_ms = time_ms(lambda: warp_piecewise_affine(region, src - off, dst - off, tris,
-                                                        anchors=anchors - off, interpolation="cubic"), args.repeat)
+        warp_ms = time_ms(lambda: warp_piecewise_affine(region, src - off, dst - off, tris, anchors=anchors - off,
+                                                        interpolation="cubic", map_step=2), args.repeat)
+        warped, _ = warp_piecewise_affine(region, src - off, dst - off, tris, anchors=anchors - off,
+                                          interpolation="cubic", map_step=2)
+        centre = src[face.oval].mean(axis=0)
+        polygon = centre + (dst[face.oval] - centre) * RenderOptions().mask_scale - off
+        feather = BlendOptions().resolve_feather_px(float(np.ptp(dst[face.oval, 0])))
+        mask_ms = time_ms(lambda: soft_mask(polygon, region.shape[:2], feather), args.repeat)
+        mask = soft_mask(polygon, region.shape[:2], feather)
+        blend_ms = time_ms(lambda: blend(region, warped, mask, BlendOptions()), args.repeat)
         row = {"case": name, "frame": f"{canvas[1]}x{canvas[0]}", "region": f"{region.shape[1]}x{region.shape[0]}",
-               "warp_ms": round(warp_ms, 2)}
-        for method in ("laplacian", "copy", "poisson"):
-            r = WarpRenderer(face.triangles, face.oval, RenderOptions(blend=BlendOptions(method=method)))
-            repeat = args.repeat if method != "poisson" else max(3, args.repeat // 10)
-            row[f"render_{method}_ms"] = round(time_ms(lambda: r.render(frame, src, dst), repeat), 2)
+               "warp_ms": round(warp_ms, 2), "mask_ms": round(mask_ms, 2), "blend_ms": round(blend_ms, 2)}
+        variants = {
+            "render_ms": RenderOptions(),                                   # defaults: cubic, laplacian
+            "render_linear_ms": RenderOptions(interpolation="linear"),
+            "render_exact_map_ms": RenderOptions(map_step=1),
+            "render_copy_ms": RenderOptions(blend=BlendOptions(method="copy")),
+            "render_poisson_ms": RenderOptions(blend=BlendOptions(method="poisson")),
+        }
+        for key, opts in variants.items():
+            r = WarpRenderer(face.triangles, face.oval, opts)
+            repeat = args.repeat if "poisson" not in key else max(3, args.repeat // 10)
+            row[key] = round(time_ms(lambda: r.render(frame, src, dst), repeat), 2)
         results.append(row)
         logger.info("%s", "  ".join(f"{k}={v}" for k, v in row.items()))
     if args.json:

@@ -49,6 +49,7 @@ __all__ = [
     "iter_frames",
     "probe",
     "read_comment",
+    "rgb_to_video_frame",
     "write_test_video",
 ]
 
@@ -76,10 +77,24 @@ _NOT_VIDEO_FORMATS = ("image2", "tty", "lavfi")
 _NOT_VIDEO_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 # AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic / AVColorRange values.
 _AVCOL_BT709 = 1
+_AVCOL_SPC_SMPTE170M = 6  # the BT.601 matrix
 _AVCOL_RANGE_MPEG = 1
+# Full-range (JPEG) 8-bit levels -> limited-range (MPEG) levels.
+_LUMA_TO_LIMITED = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
+_CHROMA_TO_LIMITED = np.round(128 + (np.arange(256) - 128) * (224 / 255)).clip(16, 240).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- orientation
+# (transpose, flip_rows, flip_cols) -> clockwise rotation in degrees; for the mirrored
+# four: the rotation that follows a horizontal mirror.
+_ROTATION_CW = {
+    (False, False, False): 0, (False, True, True): 180,
+    (True, False, True): 90, (True, True, False): 270,
+    (False, False, True): 0, (False, True, False): 180,
+    (True, False, False): 270, (True, True, True): 90,
+}
+
+
 @dataclass(frozen=True)
 class Orientation:
     """How a stored (coded) picture becomes the displayed picture.
@@ -117,7 +132,12 @@ class Orientation:
 
     @classmethod
     def from_frame(cls, frame: av.VideoFrame) -> Orientation:
-        """The orientation of a decoded frame (identity when it carries no display matrix)."""
+        """The orientation of a decoded frame (identity when it carries no display matrix).
+
+        Call it once per stream, not per frame: PyAV's ``frame.side_data`` makes a
+        reference cycle that keeps the frame alive until the garbage collector runs
+        (measured: 1 GB after decoding 500 1080p frames).
+        """
         try:
             side = frame.side_data.get("DISPLAYMATRIX")
         except (KeyError, ValueError):  # unknown side-data type name in this FFmpeg
@@ -140,14 +160,7 @@ class Orientation:
 
         For mirrored orientations it is the rotation applied after a horizontal mirror.
         """
-        table = {
-            (False, False, False): 0, (False, True, True): 180,
-            (True, False, True): 90, (True, True, False): 270,
-            # mirrored: horizontal mirror, then rotate clockwise
-            (False, False, True): 0, (False, True, False): 180,
-            (True, False, False): 270, (True, True, True): 90,
-        }
-        return table[(self.transpose, self.flip_rows, self.flip_cols)]
+        return _ROTATION_CW[(self.transpose, self.flip_rows, self.flip_cols)]
 
     def display_size(self, width: int, height: int) -> tuple[int, int]:
         """``(width, height)`` of the displayed picture for a stored ``width x height``."""
@@ -374,9 +387,13 @@ def _is_vfr(intervals: np.ndarray) -> bool:
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Read a video's size, exact frame rate, exact frame count, rotation and streams.
 
-    The frame count is exact: every video packet is demuxed (no decoding, about 10 ms
-    for a 7 s 1080p clip) because ``stream.frames`` is missing or wrong in some
-    containers. Only the first frame is decoded (for its rotation and size).
+    The frame count is exact: every packet is demuxed (no decoding; 15-90 ms for a
+    7 s 1080p clip on a loaded 2-core machine, the first-frame decode included)
+    because ``stream.frames`` is missing or wrong in some containers. It counts the
+    frames a decoder outputs for well-formed streams; when a damaged stream decodes
+    to fewer frames, :func:`iter_frames` raises :class:`InputError` at its end. Only
+    the first frame is decoded (for its rotation and size). Truncation is detected
+    from the mp4/mov index and from the duration a container declares.
 
     Args:
         path: a video file (mp4/mov/mkv/avi/webm; anything FFmpeg reads).
@@ -461,7 +478,8 @@ def _to_rgb(frame: av.VideoFrame, orientation: Orientation) -> np.ndarray:
     kwargs = {"format": "rgb24"}
     if frame.color_range:  # 1 = limited (tv), 2 = full (pc); 0 = unspecified -> limited
         kwargs["src_color_range"] = frame.color_range
-    return orientation.apply(frame.to_ndarray(**kwargs))
+    # rows of odd-width pictures are padded: to_ndarray then returns a strided view
+    return np.ascontiguousarray(orientation.apply(frame.to_ndarray(**kwargs)))
 
 
 def iter_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> Iterator[DecodedFrame]:
@@ -695,6 +713,52 @@ def _as_fraction(value: Fraction | int | float | str, name: str) -> Fraction:
     return frac
 
 
+def rgb_to_video_frame(rgb: np.ndarray, pix_fmt: str = "yuv420p") -> av.VideoFrame:
+    """Convert ``(H, W, 3) uint8`` RGB to a limited-range BT.601 YCbCr frame.
+
+    BT.601 because OpenCV converts with it about four times faster than swscale
+    (a 1080p frame: 6 ms against 26 ms, best of 30 runs on this 2-core CPU); the
+    frame and the encoder are tagged with it, so players and :func:`iter_frames`
+    decode the right colours. 4:2:0 chroma is the average of each 2x2 block (as swscale does),
+    not a point sample (as ``cv2.COLOR_RGB2YUV_I420`` does, which aliases).
+
+    Args:
+        rgb: ``(H, W, 3) uint8`` RGB; H and W even for yuv420p.
+        pix_fmt: ``yuv420p`` or ``yuv444p`` (fast path), other formats via swscale.
+
+    Returns:
+        An ``av.VideoFrame`` tagged BT.601 (smpte170m), limited range.
+    """
+    import cv2
+
+    check_array(rgb, "H W 3", np.uint8, name="rgb")
+    rgb = np.ascontiguousarray(rgb)
+    height, width = rgb.shape[:2]
+    if pix_fmt not in ("yuv420p", "yuv444p"):
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        return frame.reformat(format=pix_fmt, dst_colorspace="ITU601", dst_color_range=_AVCOL_RANGE_MPEG)
+    full = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)  # full-range BT.601, channels Y Cr Cb
+    if pix_fmt == "yuv420p":
+        if width % 2 or height % 2:
+            raise ValueError(f"yuv420p needs an even size, got {width}x{height}")
+        small = cv2.resize(rgb, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        chroma = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
+    else:
+        chroma = full
+    frame = av.VideoFrame(width, height, pix_fmt)
+    planes = (
+        cv2.LUT(full[..., 0], _LUMA_TO_LIMITED),
+        cv2.LUT(chroma[..., 2], _CHROMA_TO_LIMITED),  # Cb -> U
+        cv2.LUT(chroma[..., 1], _CHROMA_TO_LIMITED),  # Cr -> V
+    )
+    for plane, data in zip(frame.planes, planes):
+        view = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+        view[:, : plane.width] = data
+    frame.colorspace = _AVCOL_SPC_SMPTE170M
+    frame.color_range = _AVCOL_RANGE_MPEG
+    return frame
+
+
 class _AudioCopier:
     """Streams the first audio track of a file into an output container.
 
@@ -729,14 +793,17 @@ class _AudioCopier:
                 self.out_stream = None
         if self.out_stream is None:
             self._add_encoder(output, options)
-        log.debug("audio of %s: %s (%s)", source, name, "copied" if self.copy else f"re-encoded to {options.audio_codec}")
+        how = "copied" if self.copy else f"re-encoded to {options.audio_codec}"
+        log.debug("audio of %s: %s (%s)", source, name, how)
         self._packets = self.container.demux(self.in_stream)
 
     def _add_encoder(self, output: av.container.OutputContainer, options: EncodeOptions) -> None:
         in_ctx = self.in_stream.codec_context
         rate = in_ctx.sample_rate if in_ctx.sample_rate in _AAC_RATES else 48000
         stream = output.add_stream(options.audio_codec, rate=rate)
-        stream.codec_context.layout = in_ctx.layout.name if in_ctx.channels <= 8 else "stereo"
+        # by channel count: some containers (mkv, avi) carry no layout ("1 channels")
+        channels = len(in_ctx.layout.channels)
+        stream.codec_context.layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(channels, "stereo")
         stream.codec_context.bit_rate = options.audio_bitrate
         self.out_stream = stream
 
@@ -879,11 +946,11 @@ class VideoWriter:
         self._closed = False
         pix_fmt = options.pixel_format(self.width, self.height)
         audio_path = Path(audio_from) if audio_from is not None else None
-        self._target = _AtomicTarget(path, [audio_path])
-        self.path = self._target.final
-        fmt = _output_format(self.path, OUTPUT_FORMATS)
+        fmt = _output_format(check_output_path(path, [audio_path]), OUTPUT_FORMATS)
         if audio_path is not None:
             _check_input_file(audio_path)
+        self._target = _AtomicTarget(path, [audio_path])
+        self.path = self._target.final
         _ignore_file_size_signal()
         try:
             self._open(fmt, pix_fmt, audio_path, comment)
@@ -911,7 +978,7 @@ class VideoWriter:
         ctx = stream.codec_context
         ctx.time_base = self.time_base
         ctx.framerate = self.fps
-        ctx.colorspace = _AVCOL_BT709
+        ctx.colorspace = _AVCOL_SPC_SMPTE170M  # see rgb_to_video_frame
         ctx.color_primaries = _AVCOL_BT709
         ctx.color_trc = _AVCOL_BT709
         ctx.color_range = _AVCOL_RANGE_MPEG
@@ -953,10 +1020,7 @@ class VideoWriter:
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"VideoWriter.write: pts must increase, got {pts} after {self._last_pts}")
         try:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            frame = frame.reformat(
-                format=self._pix_fmt, dst_colorspace="ITU709", dst_color_range=_AVCOL_RANGE_MPEG
-            )
+            frame = rgb_to_video_frame(rgb, self._pix_fmt)
             if self._first_pts is None:
                 self._first_pts = pts
             frame.pts = pts - self._first_pts
@@ -1105,12 +1169,12 @@ def write_test_video(
     Raises:
         ValueError: bad frames / arguments. OutputError: the file cannot be written.
     """
-    target = _AtomicTarget(path)
-    fmt = _output_format(target.final, _FIXTURE_FORMATS)
+    fmt = _output_format(check_output_path(path), _FIXTURE_FORMATS)
     rate = _as_fraction(fps, "fps")
     tb = _as_fraction(time_base, "time_base") if time_base is not None else 1 / rate
     if rotation_deg % 90:
         raise ValueError(f"rotation_deg must be a multiple of 90, got {rotation_deg}")
+    target = _AtomicTarget(path)
     frame_iter = iter(frames) if frames is not None else None
     first = next(frame_iter, None) if frame_iter is not None else None
     try:
@@ -1120,7 +1184,8 @@ def write_test_video(
             vstream = None
             if frame_iter is not None:
                 width, height = (first.shape[1], first.shape[0]) if first is not None else size
-                vstream = container.add_stream(codec, rate=rate, options={"crf": str(crf)} if codec == "libx264" else {})
+                codec_options = {"crf": str(crf)} if codec == "libx264" else {}
+                vstream = container.add_stream(codec, rate=rate, options=codec_options)
                 vstream.width, vstream.height = width, height
                 vstream.pix_fmt = pix_fmt or _default_pix_fmt(vstream, width, height)
                 vstream.time_base = tb
@@ -1150,6 +1215,8 @@ def write_test_video(
                 stream_frames = _chain_first(first, frame_iter)
                 for i, rgb in enumerate(stream_frames):
                     check_array(rgb, f"{vstream.height} {vstream.width} 3", np.uint8, name=f"frames[{i}]")
+                    if pts is not None and i >= len(pts):
+                        raise ValueError(f"pts: {len(pts)} timestamps for more frames")
                     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
                     frame.pts = int(pts[i]) if pts is not None else i
                     if pts is None and time_base is not None:
@@ -1178,11 +1245,13 @@ def _chain_first(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.n
 
 
 def _default_pix_fmt(stream: av.video.stream.VideoStream, width: int, height: int) -> str:
+    """yuv420p when the size allows, else a 4:4:4 or RGB format the encoder takes."""
     formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
-    if "yuvj420p" in formats:  # JPEG-style codecs (mjpeg) want full-range formats
-        return "yuvj420p"
     even = width % 2 == 0 and height % 2 == 0
-    for name in (("yuv420p",) if even else ()) + ("yuv444p", "yuvj420p", "yuv420p", "rgb24", "bgr0"):
+    jpeg = stream.codec_context.name == "mjpeg"  # full-range formats only
+    preferred = (["yuvj420p"] if jpeg else ["yuv420p"]) if even else []
+    preferred += ["yuvj444p"] if jpeg else ["yuv444p", "gbrp", "rgb24", "bgr0"]
+    for name in preferred:
         if name in formats:
             return name
     return formats[0] if formats else "yuv420p"

@@ -48,6 +48,7 @@ BACK = -FORWARD
 BOUNDS = {b: (0.0, 1.5) for b in Blendshape}
 BOUNDS[Blendshape.JAW_OPEN] = (0.0, 2.0)
 BOUNDS[Blendshape.MOUTH_SHIFT] = (-1.5, 1.5)
+BOUNDS[Blendshape.EYES_LOOK_UP] = (-1.5, 1.5)
 
 
 class Author:
@@ -193,8 +194,6 @@ def author_left_and_bilateral(a: Author) -> dict[Blendshape, tuple[dict, set, fl
     h = a.corner_motion(OUT_L * .07 + UP * .09 + BACK * .04, side="l")
     h.update({425: UP * .05 + OUT_L * .02, 411: UP * .04 + OUT_L * .01, 266: UP * .03, 280: UP * .02})
     S[Blendshape.LIP_CORNER_PULL_L] = (h, eyes | other | nose_ridge | set(g("chin")), 0.55)
-    h = a.corner_motion(OUT_L * .03 + UP * .01 + BACK * .06, side="l")
-    S[Blendshape.DIMPLER_L] = (h, eyes | other | nose_ridge, 0.4)
     h = a.corner_motion(OUT_L * .01 + DOWN * .08, side="l")
     for i in (287, 273, 335, 406):
         h[i] = DOWN * .045
@@ -277,6 +276,15 @@ def author_left_and_bilateral(a: Author) -> dict[Blendshape, tuple[dict, set, fl
 
     h = {i: OUT_L * .08 for i in lips_all}
     S[Blendshape.MOUTH_SHIFT] = (h, eyes | nose_ridge, 0.4)
+
+    # ---- gaze: both eyes' lids follow a vertical eye rotation ---------------------------------
+    h = {}
+    for side in ("l", "r"):
+        up_lid, lo_lid = g(f"eye_{side}_upper"), g(f"eye_{side}_lower")
+        p = 0.3 + 0.7 * a.lid_profile(len(up_lid))
+        h.update({i: UP * .05 * q for i, q in zip(up_lid, p)})
+        h.update({i: UP * .04 * q for i, q in zip(lo_lid, p)})
+    S[Blendshape.EYES_LOOK_UP] = (h, brows, 0.25)
     return S
 
 

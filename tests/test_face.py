@@ -305,6 +305,15 @@ class TestTracker:
         lm = obs[10].landmarks
         assert x1 < lm[:468, 0].min() and lm[:468, 0].max() < x2
 
+    def test_rotated_face(self, astro, astro_landmarks):
+        """The ROI turns with the eye line: a head tilted 40 degrees is tracked as well."""
+        m = cv2.getRotationMatrix2D((225, 125), 40, 1.0)
+        rotated = cv2.warpAffine(astro, m, (512, 512), borderMode=cv2.BORDER_REFLECT)
+        obs = run(FaceTracker(TrackOptions(smooth=False)), clip([rotated] * 3))
+        expected = align.transform_points(astro_landmarks, m)
+        err = np.linalg.norm(obs[-1].landmarks[:, :2] - expected[:, :2], axis=1)
+        assert obs[-1].status == TRACKED and err.mean() < FOLLOW_TOL_PX
+
     def test_short_gap_interpolated(self, astro, tracker):
         images = [shifted(astro, 2.0 * i, 0.0) for i in range(20)]
         for i in range(8, 13):

@@ -405,6 +405,24 @@ class TestDataset:
             DataOptions(root=tmp_path, workers=0)
 
 
+class TestBackends:
+    def test_indices(self):
+        from ned.manipulate.backends import backend_kept_indices, backend_mouth_indices
+
+        assert backend_input_dim("deca") == 51
+        assert backend_mouth_indices("deca") == (0,) and backend_kept_indices("deca") == (0,)
+        k = backend_input_dim("face3d")
+        if k is not None:
+            assert all(0 <= i < k for i in backend_mouth_indices("face3d") + backend_kept_indices("face3d"))
+        with pytest.raises(ValueError, match="unknown expression backend"):
+            backend_input_dim("flame")
+
+    def test_deca_without_files(self, tmp_path):
+        with pytest.raises(ModelFileError, match="--deca_dir"):
+            get_extractor("deca")(tmp_path / "a.mp4")
+        assert get_extractor("deca", deca_dir=tmp_path).deca_dir == tmp_path
+
+
 # --- training ------------------------------------------------------------------------------
 
 class TestTrainer:

@@ -174,7 +174,7 @@ class TestWarpPiecewiseAffine:
                                                  interpolation=interpolation)
         assert warped.dtype == np.uint8 and coverage.dtype == np.float32
         np.testing.assert_array_equal(warped, image)
-        assert coverage.max() == 1.0 and coverage.min() == 0.0
+        assert coverage.max() == 0.0                             # nothing moves, nothing drawn
 
     @pytest.mark.parametrize("map_step", [1, 2])
     def test_affine_matches_warp_affine(self, mesh, image, map_step):
@@ -210,6 +210,32 @@ class TestWarpPiecewiseAffine:
         assert (warped != image).any()
         # the band fades: the mean change in the band's outer part is small
         assert coverage[outside].max() == 0.0
+
+    def test_only_moving_triangles_are_drawn(self, mesh, image):
+        points, tris, _ = mesh
+        dst = points.copy()
+        moved = int(np.argmin(np.linalg.norm(points - [95.0, 84.0], axis=1)))
+        dst[moved] += [0.0, 3.0]
+        warped, coverage = warp_piecewise_affine(image, points, dst, tris)
+        star = tris[(tris == moved).any(axis=1)]                # the triangles around that point
+        star_mask = np.zeros((SIZE, SIZE), np.uint8)
+        for t in star:
+            cv2.fillConvexPoly(star_mask, np.round(dst[t]).astype(np.int32), 1)
+        star_mask = cv2.dilate(star_mask, np.ones((3, 3), np.uint8))
+        assert coverage.sum() > 0 and (coverage[star_mask == 0] == 0).all()
+        np.testing.assert_array_equal(warped[star_mask == 0], image[star_mask == 0])
+
+    def test_zero_background_maps_a_texture(self, mesh, image):
+        points, tris, _ = mesh
+        tex_points = (points - 40.0) * 0.5 + 10.0               # 'uv' layout in a small texture
+        tex = np.ascontiguousarray(image[:80, :80])
+        warped, coverage = warp_piecewise_affine(tex, tex_points, points, tris, out_size=(SIZE, SIZE),
+                                                 background="zero", map_step=1)
+        assert (warped[coverage == 0] == 0).all() and coverage.sum() > 3000
+        frame_from_tex = np.array([[2.0, 0.0, 20.0], [0.0, 2.0, 20.0]])
+        expected = cv2.warpAffine(tex, frame_from_tex, (SIZE, SIZE), flags=cv2.INTER_LINEAR)
+        inside = cv2.erode(coverage, np.ones((3, 3), np.uint8)) > 0
+        assert np.abs(warped.astype(int) - expected)[inside].max() <= 1
 
     def test_out_size(self, mesh, image):
         points, tris, _ = mesh
@@ -258,6 +284,8 @@ class TestWarpPiecewiseAffine:
             warp_piecewise_affine(image, points, points, tris, out_size=(0, 10))
         with pytest.raises(ValueError, match="anchors"):
             warp_piecewise_affine(image, points, points, tris, anchors=np.zeros((3, 3)))
+        with pytest.raises(ValueError, match="background"):
+            warp_piecewise_affine(image, points, points, tris, background="black")
 
 
 # --------------------------------------------------------------------------- blend
@@ -292,7 +320,7 @@ class TestSoftMask:
 class TestBlendOptions:
     def test_defaults(self):
         opts = BlendOptions()
-        assert opts.method == "laplacian" and opts.levels >= 1 and opts.color_correct
+        assert opts.method == "laplacian" and opts.levels >= 1 and not opts.color_correct
         assert opts.resolve_feather_px(300) == pytest.approx(30.0)
         assert BlendOptions(feather_px=7).resolve_feather_px(300) == 7.0
 
@@ -350,6 +378,20 @@ class TestBlend:
         rendered = np.clip(image.astype(int) + 30, 0, 255).astype(np.uint8)
         out = blend(image, rendered, mask, BlendOptions(method="poisson", color_correct=False))
         assert np.abs(out.astype(int) - image).max() <= 1
+
+    def test_poisson_multilevel_matches_exact(self, image, monkeypatch):
+        import ned.render.blend as blend_module
+
+        mask, _ = circle_mask(radius=45.0)
+        shading = cv2.GaussianBlur(texture(seed=6).astype(np.float32), (0, 0), 3.0) - 130.0
+        rendered = np.clip(image + shading + 25, 0, 255).astype(np.uint8)   # relit, shifted
+        opts = BlendOptions(method="poisson", color_correct=False)
+        exact = blend(image, rendered, mask, opts).astype(int)
+        monkeypatch.setattr(blend_module, "_POISSON_EXACT_MAX", 500)
+        fast = blend(image, rendered, mask, opts).astype(int)
+        err = np.abs(fast - exact)[mask > 0]
+        assert err.mean() < 0.5 and err.max() <= 4
+        np.testing.assert_array_equal(fast[mask == 0], image[mask == 0])
 
     def test_color_correct_changes_output(self, image):
         mask, _ = circle_mask()
@@ -462,7 +504,9 @@ class TestWarpRenderer:
         base = WarpRenderer(tris, oval).render(image, points, dst).frame
         for opts in (RenderOptions(ring_scale=0.6), RenderOptions(mask_scale=0.9),
                      RenderOptions(interpolation="linear"), RenderOptions(map_step=1),
-                     RenderOptions(blend=BlendOptions(method="copy"))):
+                     RenderOptions(blend=BlendOptions(method="copy")),
+                     RenderOptions(blend=BlendOptions(feather_px=3.0)),
+                     RenderOptions(blend=BlendOptions(feather_rel=0.3))):
             assert (WarpRenderer(tris, oval, opts).render(image, points, dst).frame != base).any(), opts
 
     def test_appearance_hook(self, mesh, image):

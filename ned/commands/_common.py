@@ -32,3 +32,53 @@ def celeb_path(args: argparse.Namespace) -> Path:
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info logs (for scripts)")
+
+
+def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--emotion/--trg_emotions``, ``--intensity``, ``--ref``, manipulator choice, ``--seed``."""
+    from ned.manipulate.emotions import EMOTIONS
+    from ned.manipulate.plan import MANIPULATORS, ManipulationSpec
+
+    d = ManipulationSpec()
+    g = parser.add_argument_group("what to change")
+    g.add_argument("--emotion", "--trg_emotions", dest="emotions", nargs="+", action="extend", default=[],
+                   metavar="EMOTION",
+                   help=f"target emotion(s): {', '.join(EMOTIONS)} (aliases surprise, fearful, disgust); "
+                        "several split the clip into consecutive equal parts; 'happy:0.5' sets that part's intensity")
+    g.add_argument("--intensity", type=float, default=d.intensity,
+                   help="0 = unchanged, 1 = full, up to 1.5 (multiplies per-part intensities)")
+    g.add_argument("--ref", "--ref_dirs", dest="references", nargs="+", action="extend", default=[],
+                   metavar="CLIP", help="reference clip(s) whose expressive style to copy (reference-driven)")
+    g.add_argument("--transition", type=float, default=d.transition_s,
+                   help=f"seconds of crossfade between consecutive parts (default {d.transition_s})")
+    g.add_argument("--seed", type=int, default=d.seed, help="seed of every random draw (results are reproducible)")
+    g.add_argument("--manipulator", choices=MANIPULATORS, default=d.manipulator,
+                   help="auto: the learned NED manipulator when --checkpoints_dir holds a checkpoint, else training-free")
+    g.add_argument("--checkpoints_dir", type=Path, default=None, help="learned-manipulator checkpoints folder")
+    g.add_argument("--which_epoch", type=int, default=None, help="checkpoint epoch (default: the latest)")
+
+
+def manipulation_spec(args: argparse.Namespace):
+    """The :class:`ned.manipulate.plan.ManipulationSpec` of parsed arguments."""
+    from ned.manipulate.plan import ManipulationSpec
+
+    return ManipulationSpec.from_strings(
+        args.emotions, args.references, intensity=args.intensity, transition_s=args.transition, seed=args.seed,
+        manipulator=args.manipulator, checkpoints_dir=args.checkpoints_dir, which_epoch=args.which_epoch)
+
+
+def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+    """Blending choice of the training-free renderer."""
+    from ned.render.blend import BLEND_METHODS, BlendOptions
+
+    g = parser.add_argument_group("rendering")
+    g.add_argument("--blend", choices=BLEND_METHODS, default=BlendOptions().method,
+                   help="how the edited face is composited into the frame (default laplacian)")
+
+
+def render_options(args: argparse.Namespace):
+    """The :class:`ned.render.warp_renderer.RenderOptions` of parsed arguments."""
+    from ned.render.blend import BlendOptions
+    from ned.render.warp_renderer import RenderOptions
+
+    return RenderOptions(blend=BlendOptions(method=args.blend))

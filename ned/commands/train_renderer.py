@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ned.errors import InputError, NedError
+from ned.render.dataset import WARP_PROVIDERS
 from ned.render.networks import list_renderers
 from ned.render.train import TrainOptions, train_renderer
 
@@ -46,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", choices=list_renderers(), default=_default("arch"), help="generator variant")
     p.add_argument("--no_warp", action="store_true",
                    help="plain generator (no warp-guided input; the paper's setting, slower to converge)")
+    p.add_argument("--warp_provider", choices=WARP_PROVIDERS, default=_default("warp_provider"),
+                   help="warped input in training: the training-free renderer on face3d meshes, or NMFC matching")
     p.add_argument("--steps", type=int, default=_default("steps"), help="total steps (a resumed run continues to it)")
     p.add_argument("--batch_size", type=int, default=_default("batch_size"), help="windows per step and process")
     p.add_argument("--window", type=int, default=_default("window"), help="consecutive frames per window")

@@ -30,6 +30,7 @@ from ned.evaluate.models import (
     FER_MARGIN_FRACTION,
     DlibFaceModels,
     EmotionClassifier,
+    FaceFinder,
     fer_label,
     load_emotion_classifier,
     load_face_models,
@@ -62,7 +63,11 @@ class EvaluateOptions:
         emotion: target emotion (NED name or alias); None: no target-emotion metrics.
         max_frames: evaluate only the first N frames (None: all).
         stride: analyse every ``stride``-th frame (1: every frame).
-        detect_max_side: longer side of the image dlib's detector sees, pixels (0: full).
+        detect_max_side: longer side of the frame for whole-frame face searches (0: full).
+        detect_face_px: the detector scale is fixed per clip so that the face is about this
+            many pixels (faster on large frames; landmarks use the full-size frame).
+        redetect_every: search the whole frame every N analysed frames (in between: a
+            window around the previous face; see :class:`~ned.evaluate.models.FaceFinder`).
         detect_upsample: dlib pyramid upsampling (1 finds faces down to ~40 px, 4x slower).
         detect_threshold: dlib ``adjust_threshold`` (0: dlib's default decision).
         identity_samples: face embeddings are computed on at most this many analysed
@@ -79,9 +84,11 @@ class EvaluateOptions:
     max_frames: int | None = None
     stride: int = 1
     detect_max_side: int = 640
+    detect_face_px: int = 160
+    redetect_every: int = 10
     detect_upsample: int = 0
     detect_threshold: float = 0.0
-    identity_samples: int = 24
+    identity_samples: int = 16
     face_dilate: float = 0.15
     fer_margin: float = FER_MARGIN_FRACTION
     contact_frames: int = 6
@@ -96,6 +103,8 @@ class EvaluateOptions:
             (self.max_frames is None or self.max_frames >= 1, "max_frames must be >= 1"),
             (self.stride >= 1, "stride must be >= 1"),
             (self.detect_max_side == 0 or self.detect_max_side >= 64, "detect_max_side must be 0 or >= 64"),
+            (self.detect_face_px >= 100, "detect_face_px must be >= 100"),
+            (self.redetect_every >= 1, "redetect_every must be >= 1"),
             (0 <= self.detect_upsample <= 2, "detect_upsample must be 0, 1 or 2"),
             (self.identity_samples >= 0, "identity_samples must be >= 0"),
             (0.0 <= self.face_dilate <= 1.0, "face_dilate must be in [0, 1]"),
@@ -336,15 +345,22 @@ _NO_FACE = _FaceMeasure(
 )
 
 
-def _measure_face(
-    rgb: np.ndarray, faces: DlibFaceModels, classifier: EmotionClassifier, options: EvaluateOptions
-) -> _FaceMeasure:
-    detection = faces.detect(
-        rgb,
+def _finder(faces: DlibFaceModels, options: EvaluateOptions) -> FaceFinder:
+    return FaceFinder(
+        faces,
         max_side=options.detect_max_side,
+        face_px=options.detect_face_px,
+        redetect_every=options.redetect_every,
         upsample=options.detect_upsample,
         threshold=options.detect_threshold,
     )
+
+
+def _measure_face(
+    rgb: np.ndarray, finder: FaceFinder, faces: DlibFaceModels, classifier: EmotionClassifier,
+    options: EvaluateOptions,
+) -> _FaceMeasure:
+    detection = finder(rgb)
     if detection is None:
         return _NO_FACE
     return _FaceMeasure(
@@ -441,6 +457,7 @@ def _analyse(
     identity_frames = _evenly(analysed, options.identity_samples)
     contact_frames = _evenly(analysed, options.contact_frames)
     acc = _Accumulator()
+    finders = (_finder(faces, options), _finder(faces, options))
     previous: tuple[np.ndarray, np.ndarray] | None = None
     with ExitStack() as stack:
         pairs = _lockstep(input_path, edited_path, limit, stack)
@@ -450,7 +467,7 @@ def _analyse(
             if out_size is not None:
                 rgb_out = cv2.resize(rgb_out, out_size, interpolation=cv2.INTER_AREA)
             if f_in.index % options.stride == 0:
-                _analyse_frame(f_in, rgb_in, rgb_out, previous, faces, classifier, options,
+                _analyse_frame(f_in, rgb_in, rgb_out, previous, finders, faces, classifier, options,
                                f_in.index in identity_frames, f_in.index in contact_frames, acc)
             previous = (rgb_in, rgb_out)
             acc.decoded += 1
@@ -462,6 +479,7 @@ def _analyse_frame(
     rgb_in: np.ndarray,
     rgb_out: np.ndarray,
     previous: tuple[np.ndarray, np.ndarray] | None,
+    finders: tuple[FaceFinder, FaceFinder],
     faces: DlibFaceModels,
     classifier: EmotionClassifier,
     options: EvaluateOptions,
@@ -469,8 +487,8 @@ def _analyse_frame(
     with_contact: bool,
     acc: _Accumulator,
 ) -> None:
-    m_in = _measure_face(rgb_in, faces, classifier, options)
-    m_out = _measure_face(rgb_out, faces, classifier, options)
+    m_in = _measure_face(rgb_in, finders[0], faces, classifier, options)
+    m_out = _measure_face(rgb_out, finders[1], faces, classifier, options)
     acc.frame_index.append(frame.index)
     acc.time_s.append(frame.time_s)
     acc.landmarks_in.append(m_in.landmarks)

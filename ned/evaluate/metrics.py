@@ -209,8 +209,11 @@ def masked_mse(a: np.ndarray, b: np.ndarray, keep: np.ndarray) -> tuple[float, i
     check_array(keep, "H W", bool, name="keep")
     if a.shape != b.shape or keep.shape != a.shape[:2]:
         raise ValueError(f"shapes differ: {a.shape}, {b.shape}, mask {keep.shape}")
-    diff = a[keep].astype(np.int32) - b[keep].astype(np.int32)
-    return float(np.sum(diff * diff)), int(diff.size)
+    count = int(np.count_nonzero(keep)) * a.shape[2]
+    if count == 0:
+        return 0.0, 0
+    sse = cv2.norm(a, b, cv2.NORM_L2SQR, mask=keep.view(np.uint8))
+    return float(round(sse)), count  # a sum of integer squares
 
 
 def psnr_from_mse(mse: float, peak: float = 255.0) -> float:

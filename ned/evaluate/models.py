@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "ModelFiles",
     "FaceDetection",
     "DlibFaceModels",
+    "FaceFinder",
     "EmotionClassifier",
     "fer_label",
     "locate_model_files",
@@ -190,34 +192,54 @@ class DlibFaceModels:
             raise ModelFileError(f"cannot load the dlib models ({err}): {_DLIB_HINT}") from err
 
     def detect(
-        self, rgb: np.ndarray, *, max_side: int = 640, upsample: int = 0, threshold: float = 0.0
+        self,
+        rgb: np.ndarray,
+        *,
+        max_side: int = 640,
+        scale: float | None = None,
+        roi: np.ndarray | None = None,
+        upsample: int = 0,
+        threshold: float = 0.0,
     ) -> FaceDetection | None:
         """The highest-scoring frontal face (not the largest), or None.
 
         Detection runs on a copy downscaled so that its longer side is at most
-        ``max_side`` pixels (dlib finds faces of about 80 px and up at ``upsample=0``);
-        the box is returned in the original frame's pixels.
+        ``max_side`` pixels, or by ``scale`` when given (dlib finds faces of about 80 px
+        and up at ``upsample=0``), optionally only inside ``roi``; the box is returned in
+        the original frame's pixels.
 
         Args:
             rgb: ``(H, W, 3) uint8`` frame.
             max_side: longer side of the image the detector sees (0: full size).
+            scale: detector image / frame size ratio in (0, 1]; overrides ``max_side``.
+            roi: ``(4,)`` x1 y1 x2 y2 frame pixels to search (None: the whole frame).
             upsample: dlib's pyramid upsampling count (finds smaller faces, 4x slower each).
             threshold: dlib's ``adjust_threshold``; detections scoring below it are dropped.
         """
         check_array(rgb, "H W 3", np.uint8, name="rgb")
         height, width = rgb.shape[:2]
-        scale = min(1.0, max_side / max(height, width)) if max_side > 0 else 1.0
-        small = rgb
+        if scale is None:
+            scale = min(1.0, max_side / max(height, width)) if max_side > 0 else 1.0
+        x0 = y0 = 0
+        image = rgb
+        if roi is not None:
+            x0, y0 = max(0, int(roi[0])), max(0, int(roi[1]))
+            x1, y1 = min(width, int(math.ceil(roi[2]))), min(height, int(math.ceil(roi[3])))
+            if x1 - x0 < 16 or y1 - y0 < 16:
+                return None
+            image = rgb[y0:y1, x0:x1]
         if scale < 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._detector.run(small, upsample, threshold)
+            h, w = image.shape[:2]
+            image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))),
+                               interpolation=cv2.INTER_AREA)
+        rects, scores, _ = self._detector.run(np.ascontiguousarray(image), upsample, threshold)
         if not rects:
             return None
         best = int(np.argmax(scores))
         r = rects[best]
-        box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float32) / np.float32(scale)
-        return FaceDetection(box=box, score=float(scores[best]))
+        box = np.array([r.left(), r.top(), r.right() + 1, r.bottom() + 1], np.float64) / scale
+        box += (x0, y0, x0, y0)
+        return FaceDetection(box=box.astype(np.float32), score=float(scores[best]))
 
     def landmarks(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         """dlib's 68 landmarks inside a detector box.
@@ -256,6 +278,69 @@ class DlibFaceModels:
     def _rect(self, box: np.ndarray) -> Any:
         x1, y1, x2, y2 = (int(round(float(v))) for v in box)
         return self._dlib.rectangle(x1, y1, x2 - 1, y2 - 1)
+
+
+class FaceFinder:
+    """Follows the highest-scoring face through a clip at a fraction of the detector cost.
+
+    The first detection searches the whole frame (downscaled to ``max_side``) and fixes
+    the clip's detector scale so that the face is about ``face_px`` pixels for dlib.
+    Later frames search only a window of twice the previous box, and the whole frame
+    again every ``redetect_every`` frames or when the window finds nothing, so the
+    result stays the frame's highest-scoring face. Use one finder per clip, and the same
+    settings for clips that are compared.
+
+    Args:
+        models: the dlib models.
+        max_side: longer side of the image for whole-frame searches, pixels (0: full).
+        face_px: face size the detector scale aims at (>= 100; dlib needs ~80).
+        redetect_every: whole-frame search period in frames (1: every frame).
+        upsample, threshold: see :meth:`DlibFaceModels.detect`.
+    """
+
+    def __init__(
+        self,
+        models: DlibFaceModels,
+        *,
+        max_side: int = 640,
+        face_px: int = 160,
+        redetect_every: int = 10,
+        upsample: int = 0,
+        threshold: float = 0.0,
+    ) -> None:
+        if face_px < 100 or redetect_every < 1:
+            raise ValueError(f"FaceFinder: face_px must be >= 100 and redetect_every >= 1, got {face_px}, "
+                             f"{redetect_every}")
+        self._models = models
+        self._max_side = max_side
+        self._face_px = face_px
+        self._redetect_every = redetect_every
+        self._kw = {"upsample": upsample, "threshold": threshold}
+        self._scale: float | None = None
+        self._box: np.ndarray | None = None
+        self._since_full = 0
+
+    def __call__(self, rgb: np.ndarray) -> FaceDetection | None:
+        """The highest-scoring face of the next frame ``(H, W, 3) uint8``, or None."""
+        full_scale = min(1.0, self._max_side / max(rgb.shape[:2])) if self._max_side > 0 else 1.0
+        scale = self._scale or full_scale
+        found = None
+        if self._box is not None and self._since_full < self._redetect_every:
+            cx, cy = (self._box[:2] + self._box[2:]) / 2
+            half = float(max(self._box[2:] - self._box[:2]))
+            roi = np.array([cx - half, cy - half, cx + half, cy + half])
+            found = self._models.detect(rgb, scale=scale, roi=roi, **self._kw)
+            self._since_full += 1
+        if found is None:
+            found = self._models.detect(rgb, scale=scale, **self._kw)
+            if found is None and scale < full_scale:  # the face shrank below the clip's scale
+                found = self._models.detect(rgb, scale=full_scale, **self._kw)
+            self._since_full = 0
+        if found is not None and self._scale is None:
+            side = float(max(found.box[2:] - found.box[:2]))
+            self._scale = min(full_scale, self._face_px / max(side, 1.0))
+        self._box = found.box if found is not None else None
+        return found
 
 
 # ----------------------------------------------------------------------------- FER

@@ -233,6 +233,15 @@ def _nice_range(values: Sequence[np.ndarray], y_range: tuple[float, float] | Non
     return lo - pad, hi + pad
 
 
+def _nice_ticks(lo: float, hi: float, count: int) -> np.ndarray:
+    """About ``count`` round tick values (steps of 1, 2 or 5 times a power of 10) in [lo, hi]."""
+    raw = (hi - lo) / max(count - 1, 1)
+    power = 10.0 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    ticks = np.arange(math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9) + 1) * step
+    return np.round(ticks, 10)
+
+
 def line_plot(
     x: np.ndarray,
     curves: Sequence[Curve],
@@ -271,16 +280,15 @@ def line_plot(
     def px(xv: np.ndarray, yv: np.ndarray) -> np.ndarray:
         return np.stack([left + (xv - x0) / (x1 - x0) * pw, top + (1 - (yv - y0) / (y1 - y0)) * ph], axis=-1)
 
-    for k in range(5):
-        yv = y0 + (y1 - y0) * k / 4
-        yy = int(round(top + (1 - k / 4) * ph))
+    for yv in _nice_ticks(y0, y1, 6):
+        yy = int(round(top + (1 - (yv - y0) / (y1 - y0)) * ph))
         cv2.line(img, (left, yy), (left + pw, yy), _GRID, 1)
         _text(img, f"{yv:.2f}", (4, yy + 4), 0.38)
-    for k in range(6):
-        xv = x0 + (x1 - x0) * k / 5
-        xx = int(round(left + k / 5 * pw))
+    x_ticks = _nice_ticks(x0, x1, 8)
+    for i, xv in enumerate(x_ticks):
+        xx = int(round(left + (xv - x0) / (x1 - x0) * pw))
         cv2.line(img, (xx, top), (xx, top + ph), _GRID, 1)
-        _text(img, f"{xv:.1f}{x_label if k == 5 else ''}", (xx - 12, height - 8), 0.38)
+        _text(img, f"{xv:g}{x_label if i == len(x_ticks) - 1 else ''}", (xx - 8, height - 8), 0.38)
     for yv, label in hlines:
         if y0 <= yv <= y1:
             yy = int(round(top + (1 - (yv - y0) / (y1 - y0)) * ph))

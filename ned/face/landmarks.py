@@ -133,18 +133,25 @@ RIGID_POINTS = np.array(
     dtype=np.int64,
 )
 
-# Points that move fast during speech and blinks (lips, jaw line, eyelids, irises):
-# the landmark filter smooths them less so lip motion does not lag.
-_JAW = [152, 148, 176, 149, 150, 136, 172, 58, 132, 377, 400, 378, 379, 365, 397, 288, 361,
-        175, 199, 200, 18, 83, 313, 182, 406, 201, 421, 208, 428, 32, 262, 140, 369, 171,
-        396, 170, 395, 169, 394, 211, 431, 194, 418, 204, 424, 43, 273, 106, 335, 57, 287,
-        214, 434, 202, 422, 210, 430, 135, 364, 138, 367, 192, 416]
+# Points that move fast during speech, blinks and expressions: everything below the
+# nose (lips, cheeks, jaw), eyelids, brows and irises. The lower-face set is the mesh
+# points lying below the subnasale (point 2) on the mean frontal MEAD mesh. The
+# landmark filter smooths them less so lip motion does not lag.
+_LOWER_FACE = [
+    0, 2, 11, 12, 13, 14, 15, 16, 17, 18, 32, 37, 38, 39, 40, 41, 42, 43, 57, 58, 61, 62, 72,
+    73, 74, 76, 77, 78, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91, 92, 95, 96, 97, 98, 99,
+    106, 132, 135, 136, 138, 140, 146, 147, 148, 149, 150, 152, 164, 165, 167, 169, 170, 171,
+    172, 175, 176, 177, 178, 179, 180, 181, 182, 183, 184, 185, 186, 187, 191, 192, 194, 199,
+    200, 201, 202, 203, 204, 205, 206, 207, 208, 210, 211, 212, 213, 214, 215, 216, 240, 262,
+    267, 268, 269, 270, 271, 272, 273, 287, 288, 291, 292, 302, 303, 304, 306, 307, 308, 310,
+    311, 312, 313, 314, 315, 316, 317, 318, 319, 320, 321, 322, 324, 325, 326, 327, 328, 335,
+    361, 364, 365, 367, 369, 375, 376, 377, 378, 379, 391, 393, 394, 395, 396, 397, 400, 401,
+    402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 415, 416, 418, 421, 422, 423, 424, 425,
+    426, 427, 428, 430, 431, 432, 433, 434, 435, 436, 460,
+]
+_BROWS = [70, 63, 105, 66, 107, 55, 65, 52, 53, 46, 300, 293, 334, 296, 336, 285, 295, 282, 283,
+          276]
 MOBILE_POINTS = np.unique(
-    np.concatenate([LIPS_OUTER, LIPS_INNER, RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR,
-                    np.array(_JAW, dtype=np.int64), RIGHT_IRIS, LEFT_IRIS,
-                    # lips' second ring (between the outer and inner loops)
-                    np.array([76, 77, 90, 180, 85, 16, 315, 404, 320, 307, 306, 408, 304,
-                              303, 302, 11, 72, 73, 74, 184, 62, 96, 89, 179, 86, 15, 316,
-                              403, 319, 325, 292, 407, 272, 271, 268, 12, 38, 41, 42, 183],
-                             dtype=np.int64)])
+    np.concatenate([np.array(_LOWER_FACE + _BROWS, dtype=np.int64), LIPS_OUTER, LIPS_INNER,
+                    RIGHT_EYE_CONTOUR, LEFT_EYE_CONTOUR, RIGHT_IRIS, LEFT_IRIS])
 )

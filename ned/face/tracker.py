@@ -351,6 +351,7 @@ class _FrameTracker:
         if presence2 >= self.options.min_presence:
             mesh, presence = mesh2, presence2
         self.stats.acquisitions += 1
+        logger.debug("face acquired at t=%.3fs (presence %.2f)", t_s, presence)
         return self._accept(rgb, mesh, presence, t_s), presence, True
 
     @staticmethod
@@ -577,7 +578,7 @@ class FaceTracker:
         smoother = LandmarkSmoother(self.options.min_cutoff_hz, self.options.beta,
                                     mobile_min_cutoff_hz=self.options.mobile_min_cutoff_hz)
         for frame in frames:
-            rgb = check_array(frame.rgb, "H W 3", np.uint8, name="frame.rgb")
+            rgb = np.ascontiguousarray(check_array(frame.rgb, "H W 3", np.uint8, name="frame.rgb"))
             t_s = float(frame.time_s)
             landmarks, score, new_segment = self._frame_tracker.step(rgb, t_s)
             if landmarks is None:

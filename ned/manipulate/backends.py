@@ -148,31 +148,30 @@ def _track(video_path: Path) -> list:
 
 
 def _fit_expressions(landmarks: np.ndarray) -> np.ndarray:
-    """(T, 468, 3) tracked mesh points (NaN rows for missing faces) -> (T, K) expression weights.
+    """(T, 468|478, 3) tracked points (NaN rows for missing faces) -> (T, K) expression weights.
 
-    Uses the face model's clip-level fit when it has one (identity estimated over the
-    clip), else ``FaceModel().fit`` per frame.
+    As the ``preprocess`` stage: the identity is estimated over the clip's frames with a
+    face (``FaceModel.from_sequence``, projected out of the rig's span, so weights are
+    comparable across clips and actors), then every such frame is fitted; missing frames
+    give NaN rows.
 
     Raises:
-        ModelFileError: when the face model (``ned.morph``) has no fitting entry point.
+        ModelFileError: when the face model (``ned.morph.fit``) is not available.
+        InputError: when no frame has a face.
     """
-    morph = importlib.import_module("ned.morph")
-    fit_clip = getattr(morph, "fit_expressions", None)
-    if callable(fit_clip):
-        return np.asarray(fit_clip(landmarks), np.float32)
-    model_cls = getattr(morph, "FaceModel", None)
-    if model_cls is None:
-        raise ModelFileError("the face3d backend's face model (ned.morph.FaceModel) is not available yet; "
-                             "use precomputed expression arrays in the cache or --backend deca")
-    model = model_cls()
-    k = len(_blendshape_enum() or ())
-    rows = []
-    for points in landmarks:
-        if not np.isfinite(points).all():
-            rows.append(np.full(k, np.nan, np.float32))
-        else:
-            rows.append(np.asarray(model.fit(points).expression, np.float32))
-    return np.stack(rows)
+    try:
+        fit = importlib.import_module("ned.morph.fit")
+        model_cls = fit.FaceModel
+    except (ImportError, AttributeError) as err:
+        raise ModelFileError(f"the face3d backend's face model (ned.morph.fit.FaceModel) is not available ({err}); "
+                             "use precomputed expression arrays in the cache or --backend deca") from err
+    valid = np.isfinite(landmarks.reshape(len(landmarks), -1)).all(axis=1)
+    if not valid.any():
+        raise InputError("no frame with a face")
+    model = model_cls.from_sequence(landmarks[valid])
+    out = np.full((len(landmarks), model.num_shapes), np.nan, np.float32)
+    out[valid] = model.fit_batch(landmarks[valid]).expression
+    return out
 
 
 def face3d_extract(video_path: Path) -> np.ndarray:
@@ -195,7 +194,10 @@ def face3d_extract(video_path: Path) -> np.ndarray:
     if not observations:
         raise InputError(f"{video_path}: no frames")
     landmarks = np.stack([obs.landmarks[:468] for obs in observations]).astype(np.float32)
-    return _fit_expressions(landmarks)
+    try:
+        return _fit_expressions(landmarks)
+    except InputError as err:
+        raise InputError(f"{video_path}: {err}") from None
 
 
 _DECA_BACKENDS: dict[str, object] = {}

@@ -428,10 +428,15 @@ class WindowDataset(torch.utils.data.Dataset):
         return self.frames[torch.from_numpy(rows)], torch.from_numpy(self.labels[indices])
 
     def statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and standard deviation ``(D,)`` of the finite frames (std floored at 1e-3)."""
+        """Mean and standard deviation ``(D,)`` of the finite frames.
+
+        The std is floored at 1% of the largest one, so a dimension that (almost) never
+        moves in the training data cannot blow up at inference.
+        """
         finite = torch.isfinite(self.frames).all(dim=1)
         values = self.frames[finite].double()
-        return values.mean(0).float(), values.std(0).clamp_min(1e-3).float()
+        std = values.std(0) if len(values) > 1 else torch.ones(values.shape[1], dtype=torch.float64)
+        return values.mean(0).float(), std.clamp_min(max(1e-6, 0.01 * float(std.max()))).float()
 
 
 @dataclass(frozen=True)

@@ -72,11 +72,11 @@ class FitOptions:
 
     robust_iterations: int = 3
     robust_scale: float = 0.05
-    z_weight: float = 0.5
+    z_weight: float = 0.0
     ridge: float = 1e-3
     solver_iterations: int = 8
     polish_sweeps: int = 2
-    pose_alternations: int = 2
+    pose_alternations: int = 1
     pose_nonrigid_weight: float = 0.3
     identity_fraction: float = 0.5
     identity_project: bool = False
@@ -186,46 +186,63 @@ def procrustes(
     """Weighted similarity ``dst ≈ s * R @ src + t`` for a batch (Umeyama).
 
     Args:
-        src: (M, 3) or (T, M, 3). dst: (T, M, 3). weights: (T, M) >= 0 or None.
+        src: (M, 3) or (T, M, 3). dst: (T, M, 3). weights: (T, M) or (M,) >= 0, or None.
 
     Returns:
         ``R`` (T, 3, 3) proper rotations, ``t`` (T, 3), ``s`` (T,).
     """
     dst = np.asarray(dst, np.float64)
-    src = np.broadcast_to(np.asarray(src, np.float64), dst.shape)
-    w = np.ones(dst.shape[:2]) if weights is None else np.asarray(weights, np.float64)
-    wsum = np.maximum(w.sum(1, keepdims=True), 1e-12)
-    mu_s = (w[..., None] * src).sum(1) / wsum
-    mu_d = (w[..., None] * dst).sum(1) / wsum
+    src = np.asarray(src, np.float64)
+    if weights is None:
+        w = np.full(dst.shape[:2], 1.0 / dst.shape[1])
+    else:
+        w = np.broadcast_to(np.asarray(weights, np.float64), dst.shape[:2])
+        w = w / np.maximum(w.sum(1, keepdims=True), 1e-12)
+    mu_s = np.matmul(w[:, None, :], src)[:, 0] if src.ndim == 3 else w @ src  # (T, 3)
+    mu_d = np.matmul(w[:, None, :], dst)[:, 0]
     a = src - mu_s[:, None]
     b = dst - mu_d[:, None]
-    cov = np.einsum("tm,tmi,tmj->tij", w, b, a) / wsum[..., None]
+    cov = np.matmul((b * w[..., None]).transpose(0, 2, 1), a)  # (T, 3, 3) = sum w b a^T
     u, sig, vt = np.linalg.svd(cov)
-    d = np.sign(np.linalg.det(u @ vt))
-    sig = sig.copy()
-    sig[:, 2] *= d
-    u = u.copy()
+    d = np.sign(np.linalg.det(np.matmul(u, vt)))
     u[:, :, 2] *= d[:, None]
-    rot = u @ vt
-    var = (w * (a ** 2).sum(-1)).sum(1) / wsum[:, 0]
+    sig[:, 2] *= d
+    rot = np.matmul(u, vt)
+    var = (w * _sq_norm(a)).sum(-1)
     s = sig.sum(1) / np.maximum(var, 1e-12)
-    t = mu_d - s[:, None] * np.einsum("tij,tj->ti", rot, mu_s)
+    t = mu_d - s[:, None] * np.matmul(rot, mu_s[..., None])[..., 0]
     return rot, t, s
 
 
+def _sq_norm(x: np.ndarray) -> np.ndarray:
+    """Squared norm over a last axis of length 3 (faster than a strided reduction)."""
+    return x[..., 0] * x[..., 0] + x[..., 1] * x[..., 1] + x[..., 2] * x[..., 2]
+
+
+def _apply_pose(points: np.ndarray, rot: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``s R p + t`` for points (M, 3) or (T, M, 3): (T, M, 3)."""
+    return s[:, None, None] * np.matmul(points, rot.transpose(0, 2, 1)) + t[:, None]
+
+
+def _invert_pose(points: np.ndarray, rot: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """``R^T (p - t) / s`` for points (T, M, 3)."""
+    return np.matmul(points - t[:, None], rot) / s[:, None, None]
+
+
 def _robust_pose(
-    src: np.ndarray, dst: np.ndarray, options: FitOptions, prior: np.ndarray | None = None
+    src: np.ndarray, dst: np.ndarray, options: FitOptions, prior: np.ndarray | None = None,
+    iterations: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cauchy-reweighted :func:`procrustes`; residuals measured in canonical units.
 
     ``prior`` (M,) multiplies the robust weights (e.g. rigid points more than others).
     """
-    w = None if prior is None else np.broadcast_to(prior, dst.shape[:2])
-    for _ in range(options.robust_iterations):
+    w = prior
+    for _ in range(iterations or options.robust_iterations):
         rot, t, s = procrustes(src, dst, w)
-        pred = s[:, None, None] * np.einsum("tij,tmj->tmi", rot, np.broadcast_to(src, dst.shape)) + t[:, None]
-        r = np.linalg.norm(pred - dst, axis=-1) / s[:, None]
-        w = 1.0 / (1.0 + (r / options.robust_scale) ** 2)
+        diff = _apply_pose(src, rot, t, s) - dst
+        r2 = _sq_norm(diff) / (s * s)[:, None]
+        w = 1.0 / (1.0 + r2 / options.robust_scale ** 2)
         if prior is not None:
             w = w * prior
     return rot, t, s
@@ -237,11 +254,12 @@ def solve_box_qp(
 ) -> np.ndarray:
     """Minimise ``0.5 w^T G w - b^T w`` subject to ``lower <= w <= upper``, for many ``b``.
 
-    Vectorised primal active set (all frames step together): solve the free variables with
-    the working set held at its bounds, step towards that solution until a bound blocks
-    (the blocking variable joins the working set) or, when nothing blocks, release the
-    held variable whose multiplier is most wrong (finite termination); then ``sweeps`` projected
-    Gauss-Seidel sweeps polish whatever the iteration budget left.
+    Vectorised primal active set (the frames not yet optimal step together): solve the
+    free variables with the working set held at its bounds, step towards that solution
+    until a bound blocks (the blocking variable joins the working set) or, when nothing
+    blocks, release the held variable whose multiplier is most wrong (finite
+    termination); then ``sweeps`` projected Gauss-Seidel sweeps polish whatever the
+    iteration budget left.
 
     Args:
         gram: (K, K) symmetric positive definite. rhs: (T, K). lower, upper: (K,).
@@ -256,34 +274,43 @@ def solve_box_qp(
     hi = np.asarray(upper, np.float64)
     k = g.shape[0]
     eye = np.eye(k, dtype=bool)
-    w = np.clip(np.linalg.solve(g, b.T).T, lo, hi)
+    w = np.clip(b @ np.linalg.inv(g), lo, hi)
     work = (w <= lo) | (w >= hi)  # working set: variables held at their bound
+    active = np.flatnonzero(work.any(1))  # frames whose clipped solution may not be optimal
     for _ in range(iterations):
-        free = ~work
-        held = np.where(work, w, 0.0)
-        mat = np.where(free[:, :, None] & free[:, None, :], g, 0.0) + (eye & work[:, :, None])
-        target = np.linalg.solve(mat, np.where(free, b - held @ g, held)[..., None])[..., 0]
-        step = target - w
-        with np.errstate(divide="ignore", invalid="ignore"):
-            room = np.where(step < 0, (lo - w) / step, np.where(step > 0, (hi - w) / step, np.inf))
-        alpha = np.clip(room.min(1), 0.0, 1.0)
-        w = np.clip(w + alpha[:, None] * step, lo, hi)
-        blocked = alpha < 1.0
-        hit = (w <= lo) | (w >= hi)
-        work = np.where(blocked[:, None], work | hit, work)
-        # frames that reached their subproblem optimum: free the bound variables whose
-        # multiplier has the wrong sign (the objective decreases moving inwards)
-        grad = w @ g - b
-        violation = np.where(work & (w <= lo), -grad, 0.0) + np.where(work & (w >= hi), grad, 0.0)
-        worst = violation.argmax(1)
-        release = ~blocked & (violation[np.arange(len(w)), worst] > 1e-12)
-        if not blocked.any() and not release.any():
+        if active.size == 0:
             break
-        work[np.flatnonzero(release), worst[release]] = False
-    diag = np.diag(g)
-    for _ in range(sweeps):
-        for j in range(k):
-            w[:, j] = np.clip(w[:, j] - (w @ g[:, j] - b[:, j]) / diag[j], lo[j], hi[j])
+        wa, ba, wk = w[active], b[active], work[active]
+        free = ~wk
+        held = np.where(wk, wa, 0.0)
+        mat = np.where(free[:, :, None] & free[:, None, :], g, 0.0) + (eye & wk[:, :, None])
+        target = np.linalg.solve(mat, np.where(free, ba - held @ g, held)[..., None])[..., 0]
+        step = target - wa
+        with np.errstate(divide="ignore", invalid="ignore"):
+            room = np.where(step < 0, (lo - wa) / step, np.where(step > 0, (hi - wa) / step, np.inf))
+        alpha = np.clip(room.min(1), 0.0, 1.0)
+        wa = np.clip(wa + alpha[:, None] * step, lo, hi)
+        blocked = alpha < 1.0
+        wk = np.where(blocked[:, None], wk | (wa <= lo) | (wa >= hi), wk)
+        grad = wa @ g - ba
+        violation = np.where(wk & (wa <= lo), -grad, 0.0) + np.where(wk & (wa >= hi), grad, 0.0)
+        worst = violation.argmax(1)
+        release = ~blocked & (violation[np.arange(len(wa)), worst] > 1e-12)
+        wk[np.flatnonzero(release), worst[release]] = False
+        w[active], work[active] = wa, wk
+        active = active[blocked | release]
+    if sweeps and iterations and active.size:
+        diag = np.diag(g)
+        wa, ba = w[active], b[active]
+        for _ in range(sweeps):
+            for j in range(k):
+                wa[:, j] = np.clip(wa[:, j] - (wa @ g[:, j] - ba[:, j]) / diag[j], lo[j], hi[j])
+        w[active] = wa
+    elif sweeps and not iterations:
+        diag = np.diag(g)
+        for _ in range(sweeps):
+            for j in range(k):
+                w[:, j] = np.clip(w[:, j] - (w @ g[:, j] - b[:, j]) / diag[j], lo[j], hi[j])
     return w
 
 
@@ -357,7 +384,7 @@ def estimate_identity(
     ref = topo.canonical.astype(np.float64)
     for _ in range(2):
         rot, t, s = _robust_pose(ref[rigid], frames[:, rigid], options)
-        aligned = np.einsum("tji,tmj->tmi", rot, frames - t[:, None]) / s[:, None, None]
+        aligned = _invert_pose(frames, rot, t, s)
         ref = np.median(aligned, axis=0)
     mobile = np.ones(NUM_VERTICES, bool)
     mobile[rigid] = False
@@ -421,6 +448,7 @@ class FaceModel:
         self._pose_weights = np.full(NUM_VERTICES, options.pose_nonrigid_weight)
         self._pose_weights[self._rigid] = 1.0
         self._solver = self._build_solver()
+        self._basis = self.rig.basis.reshape(self.rig.num_shapes, -1).astype(np.float64)
 
     @classmethod
     def from_sequence(
@@ -485,22 +513,22 @@ class FaceModel:
         if not np.isfinite(pts).all():
             raise ValueError("landmarks contain NaN/inf; fit only frames with a face")
         opt = self.options
-        basis = self.rig.basis.reshape(self.rig.num_shapes, -1).astype(np.float64)
+        basis = self._basis
         rot, t, s = _robust_pose(self.identity[self._rigid], pts[:, self._rigid], opt)
         for a in range(opt.pose_alternations + 1):
-            canon = np.einsum("tji,tmj->tmi", rot, pts - t[:, None]) / s[:, None, None]
-            delta = (canon - self.identity).reshape(len(pts), -1)
+            last = a == opt.pose_alternations
+            delta = (_invert_pose(pts, rot, t, s) - self.identity).reshape(len(pts), -1)
             rhs = delta @ self._solver.proj.T
             w = solve_box_qp(self._solver.gram, rhs, self.rig.lower, self.rig.upper,
-                             opt.solver_iterations, opt.polish_sweeps)
+                             opt.solver_iterations if last else 2, opt.polish_sweeps if last else 0)
             model = w @ basis
-            if a == opt.pose_alternations:
+            if last:
                 break
             # refine the pose on every point against the fitted shape (rigid points weigh more)
             shape = self.identity + model.reshape(len(pts), NUM_VERTICES, 3)
-            rot, t, s = _robust_pose(shape, pts, opt, self._pose_weights)
-        err = (delta - model).reshape(len(pts), NUM_VERTICES, 3)
-        residual = np.sqrt((err ** 2).sum(-1).mean(-1))
+            rot, t, s = _robust_pose(shape, pts, opt, self._pose_weights, iterations=2)
+        err = delta - model
+        residual = np.sqrt((err * err).mean(-1) * 3.0)
         return FaceFits(rot, t, s, w.astype(np.float32), residual.astype(np.float32))
 
     def canonical_shape(self, expression: np.ndarray) -> np.ndarray:
@@ -512,7 +540,7 @@ class FaceModel:
         shape = self.canonical_shape(fit.expression)
         if isinstance(fit, FaceFit):
             return fit.pose.frame_from_canonical(shape)
-        return fit.scale[:, None, None] * np.einsum("tij,tmj->tmi", fit.rotation, shape) + fit.translation[:, None]
+        return _apply_pose(shape, fit.rotation, fit.translation, fit.scale)
 
 
 def apply_expression_delta(
@@ -558,6 +586,6 @@ def apply_expression_delta(
         moved = landmarks[:NUM_VERTICES].astype(np.float64) + fit.pose.scale * d @ fit.pose.rotation.T
     else:
         check_array(landmarks, f"{len(fit)} N 3", name="landmarks")
-        moved = landmarks[:, :NUM_VERTICES].astype(np.float64) + fit.scale[:, None, None] * np.einsum(
-            "tij,tmj->tmi", fit.rotation, d)
+        moved = landmarks[:, :NUM_VERTICES].astype(np.float64) + fit.scale[:, None, None] * np.matmul(
+            d, fit.rotation.transpose(0, 2, 1))
     return iris_follow(landmarks, moved).astype(np.float32)

@@ -12,6 +12,9 @@ Subsets are named, never index ranges:
 - :data:`SPEECH_SHAPES` (jaw open, lips part, funnel, pucker, mouth shift): lip motion of
   speech, always kept from the source;
 - :data:`BLINK_SHAPES` (eye blink L/R): kept from the source too, so blinks survive;
+- :data:`GAZE_SHAPES` (eyes look up/down): the lids follow vertical gaze (which also
+  compensates head pitch); kept from the source, and keeping it out of the emotion part
+  stops gaze from reading as "lids up + lids tightened";
 - :data:`EMOTION_SHAPES`: everything else (brows, lids, cheeks, nose, lip corners,
   stretch, tighten, chin). By construction none of them changes the inner-lip aperture
   (the gaps of :data:`ned.morph.topology.INNER_LIP_PAIRS`; tested).
@@ -37,6 +40,7 @@ __all__ = [
     "FACS_UNITS",
     "SPEECH_SHAPES",
     "BLINK_SHAPES",
+    "GAZE_SHAPES",
     "KEPT_SHAPES",
     "EMOTION_SHAPES",
     "Rig",
@@ -67,19 +71,18 @@ class Blendshape(IntEnum):
     UPPER_LIP_RAISE = 15  # AU10 (upper lip's outer border; the lip line stays)
     LIP_CORNER_PULL_L = 16  # AU12
     LIP_CORNER_PULL_R = 17
-    DIMPLER_L = 18  # AU14
-    DIMPLER_R = 19
-    LIP_CORNER_DEPRESS_L = 20  # AU15
-    LIP_CORNER_DEPRESS_R = 21
-    LIP_STRETCH_L = 22  # AU20
-    LIP_STRETCH_R = 23
-    CHIN_RAISE = 24  # AU17
-    LIP_TIGHTEN = 25  # AU23/24 (tighten and press: the lip red narrows)
-    JAW_OPEN = 26  # AU26/27 (speech)
-    LIPS_PART = 27  # AU25 (speech: inner-lip aperture without the jaw)
-    LIP_FUNNEL = 28  # AU22 (speech)
-    LIP_PUCKER = 29  # AU18 (speech)
-    MOUTH_SHIFT = 30  # speech; +1 = lips towards the person's left, -1 = right
+    LIP_CORNER_DEPRESS_L = 18  # AU15
+    LIP_CORNER_DEPRESS_R = 19
+    LIP_STRETCH_L = 20  # AU20
+    LIP_STRETCH_R = 21
+    CHIN_RAISE = 22  # AU17
+    LIP_TIGHTEN = 23  # AU23/24 (tighten and press: the lip red narrows)
+    JAW_OPEN = 24  # AU26/27 (speech)
+    LIPS_PART = 25  # AU25 (speech: inner-lip aperture without the jaw)
+    LIP_FUNNEL = 26  # AU22 (speech)
+    LIP_PUCKER = 27  # AU18 (speech)
+    MOUTH_SHIFT = 28  # speech; +1 = lips towards the person's left, -1 = right
+    EYES_LOOK_UP = 29  # gaze (kept): both lids follow the eyes up (+) or down (-)
 
 
 #: FACS action unit(s) each blendshape stands for (for reports and docs).
@@ -93,13 +96,13 @@ FACS_UNITS: dict[Blendshape, str] = {
     Blendshape.CHEEK_RAISE_L: "AU6", Blendshape.CHEEK_RAISE_R: "AU6",
     Blendshape.NOSE_WRINKLE: "AU9", Blendshape.UPPER_LIP_RAISE: "AU10",
     Blendshape.LIP_CORNER_PULL_L: "AU12", Blendshape.LIP_CORNER_PULL_R: "AU12",
-    Blendshape.DIMPLER_L: "AU14", Blendshape.DIMPLER_R: "AU14",
     Blendshape.LIP_CORNER_DEPRESS_L: "AU15", Blendshape.LIP_CORNER_DEPRESS_R: "AU15",
     Blendshape.LIP_STRETCH_L: "AU20", Blendshape.LIP_STRETCH_R: "AU20",
     Blendshape.CHIN_RAISE: "AU17", Blendshape.LIP_TIGHTEN: "AU23/24",
     Blendshape.JAW_OPEN: "AU26/27", Blendshape.LIPS_PART: "AU25",
     Blendshape.LIP_FUNNEL: "AU22", Blendshape.LIP_PUCKER: "AU18",
     Blendshape.MOUTH_SHIFT: "AD30/AU13-like",
+    Blendshape.EYES_LOOK_UP: "AU63/64",
 }
 
 SPEECH_SHAPES: tuple[Blendshape, ...] = (
@@ -107,8 +110,10 @@ SPEECH_SHAPES: tuple[Blendshape, ...] = (
     Blendshape.MOUTH_SHIFT,
 )
 BLINK_SHAPES: tuple[Blendshape, ...] = (Blendshape.EYE_BLINK_L, Blendshape.EYE_BLINK_R)
-#: Copied from the source by every manipulator: speech and blinks.
-KEPT_SHAPES: tuple[Blendshape, ...] = SPEECH_SHAPES + BLINK_SHAPES
+#: Vertical gaze: the lids follow the eyes (and a head pitched away from the camera).
+GAZE_SHAPES: tuple[Blendshape, ...] = (Blendshape.EYES_LOOK_UP,)
+#: Copied from the source by every manipulator: speech, blinks and gaze.
+KEPT_SHAPES: tuple[Blendshape, ...] = SPEECH_SHAPES + BLINK_SHAPES + GAZE_SHAPES
 EMOTION_SHAPES: tuple[Blendshape, ...] = tuple(b for b in Blendshape if b not in KEPT_SHAPES)
 
 

@@ -116,10 +116,10 @@ GROUPS: dict[str, tuple[int, ...]] = {
     "lips_lower_ring3": (95, 88, 178, 87, 14, 317, 402, 318, 324),
     "lip_corner_r": (61, 76, 62, 78),
     "lip_corner_l": (291, 306, 292, 308),
-    # Pose is estimated on points that only move with the head: upper forehead, nose
-    # bridge, temples, side of the face at ear level, inner eye corners.
+    # Pose is estimated on points that only move with the head: forehead, nose
+    # bridge, temples, side of the face at ear level.
     "rigid": (10, 338, 297, 332, 109, 67, 103, 151, 108, 337, 168, 6, 197, 195,
-              127, 356, 162, 389, 21, 251, 54, 284, 234, 454, 93, 323, 133, 362),
+              127, 356, 162, 389, 21, 251, 54, 284, 234, 454, 93, 323),
 }
 
 LIP_COLUMNS = 9

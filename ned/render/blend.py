@@ -20,7 +20,9 @@ Methods:
 ``"poisson"``
     Gradient-domain cloning (Perez et al. 2003) on the mask's support: inside it the
     output keeps the gradients of ``rendered``, on its border it equals ``frame``. Solved
-    exactly with a sparse LU factorisation (slower: ~0.1-0.5 s for a large face).
+    exactly (sparse LU) up to 5k unknowns; larger regions by a cascadic multigrid (exact
+    at the coarsest level, Jacobi sweeps on the way up; ~0.1 grey levels from exact).
+    Slower than the others: tens of milliseconds for a 300 px face.
 ``"copy"``
     Alpha compositing with the feathered mask.
 """
@@ -44,6 +46,8 @@ logger = logging.getLogger(__name__)
 BLEND_METHODS = ("laplacian", "poisson", "copy")
 _TAPER_MASK_LEVEL = 0.1   # the blended difference reaches full strength where mask >= this
 _RING_MAX_MASK = 0.5      # colour correction ring: 0 < mask <= this (the outer half of the soft edge)
+_POISSON_EXACT_MAX = 5_000   # unknowns solved exactly; larger domains go multilevel
+_JACOBI_SWEEPS = 24          # per level of the multilevel Poisson solve
 
 
 @dataclass(frozen=True)
@@ -59,14 +63,17 @@ class BlendOptions:
             None, in ``(0, 1]``.
         levels: Laplacian pyramid levels, ``1..10`` (1 = a plain feathered copy).
         color_correct: shift the rendered face's mean colour to the frame's, measured in
-            a thin ring at the outer edge of the mask.
+            the outer half of the mask's soft edge. Off by default: the warp renderer takes
+            its colours from the same frame, and there a ring difference comes from moved
+            content (a lowered jaw line), not from a colour cast. Turn it on for renderers
+            whose colours can drift (a neural renderer).
     """
 
     method: str = "laplacian"
     feather_px: float | None = None
     feather_rel: float = 0.1
     levels: int = 4
-    color_correct: bool = True
+    color_correct: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in BLEND_METHODS:
@@ -175,8 +182,7 @@ def blend(frame: np.ndarray, rendered: np.ndarray, mask: np.ndarray,
     if mask.size and not (np.nanmin(mask) >= 0.0 and np.nanmax(mask) <= 1.0 and np.isfinite(mask).all()):
         raise ValueError("mask: values must be finite and in [0, 1]")
     out = frame.copy()
-    margin = 2 ** options.levels if options.method == "laplacian" else 2
-    box = mask_box(mask, margin)
+    box = mask_box(mask, 2)
     if box is None:
         return out
     x0, y0, x1, y1 = box
@@ -203,8 +209,13 @@ def blend(frame: np.ndarray, rendered: np.ndarray, mask: np.ndarray,
 
 def _support_taper(m: np.ndarray) -> np.ndarray:
     """``(h, w) float32``: smoothstep from 0 at ``m = 0`` to 1 at ``m >= 0.1``."""
-    t = np.clip(m * (1.0 / _TAPER_MASK_LEVEL), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
+    t = m * np.float32(1.0 / _TAPER_MASK_LEVEL)
+    np.minimum(t, 1.0, out=t)
+    t2 = t * t
+    t *= -2.0
+    t += 3.0
+    t *= t2                                                    # t^2 (3 - 2 t)
+    return t
 
 
 def _ring_offset(diff: np.ndarray, m: np.ndarray) -> tuple[float, float, float, float]:
@@ -247,24 +258,63 @@ def _poisson_difference(diff: np.ndarray, m: np.ndarray) -> np.ndarray:
     """
     inside = m > 0
     inside[0, :] = inside[-1, :] = inside[:, 0] = inside[:, -1] = False
-    n = int(inside.sum())
     out = np.zeros_like(diff)
-    if n == 0:
+    if not inside.any():
         return out
-    index = np.full(m.shape, -1, np.int64)
+    boundary = -diff
+    h = _harmonic_multilevel(boundary, inside)
+    out[inside] = diff[inside] + h[inside]
+    return out
+
+
+def _harmonic_exact(g: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``(h, w, 3) float32`` equal to ``g`` outside ``inside`` and harmonic inside it
+    (5-point Laplacian, Dirichlet data from ``g``), by a sparse LU solve.
+
+    ``inside`` must be False on the array's border rows and columns.
+    """
+    n = int(inside.sum())
+    index = np.full(inside.shape, -1, np.int64)
     index[inside] = np.arange(n)
     ys, xs = np.nonzero(inside)
     rows, cols, vals = [np.arange(n)], [np.arange(n)], [np.full(n, 4.0)]
-    rhs = np.zeros((n, 3), np.float64)
+    rhs = np.zeros((n, g.shape[2]), np.float64)
     for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
         nb = index[ys + dy, xs + dx]
         interior = nb >= 0
         rows.append(np.flatnonzero(interior))
         cols.append(nb[interior])
         vals.append(-np.ones(int(interior.sum())))
-        edge = ~interior                                       # Dirichlet: h = -diff there
-        rhs[edge] += -diff[ys[edge] + dy, xs[edge] + dx]
+        edge = ~interior
+        rhs[edge] += g[ys[edge] + dy, xs[edge] + dx]
     lap = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    h = sla.splu(lap).solve(rhs)
-    out[inside] = diff[inside] + h.astype(np.float32)
+    out = g.copy()
+    out[inside] = sla.splu(lap).solve(rhs).astype(np.float32)
     return out
+
+
+def _harmonic_multilevel(g: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """As :func:`_harmonic_exact`, for any domain size (cascadic multigrid): solve the
+    half-resolution problem (recursively, exactly once it is small), upsample it, then
+    smooth with Jacobi sweeps that restore the detail of this level's boundary data.
+    About 0.1 grey levels from the exact solution on average."""
+    if int(inside.sum()) <= _POISSON_EXACT_MAX:
+        return _harmonic_exact(g, inside)
+    height, width = inside.shape
+    cw, ch = -(-width // 2), -(-height // 2)
+    pad = ((0, ch * 2 - height), (0, cw * 2 - width))
+    g_small = cv2.resize(np.pad(g, pad + ((0, 0),), mode="edge"), (cw, ch), interpolation=cv2.INTER_AREA)
+    inside_small = cv2.resize(np.pad(inside, pad).astype(np.float32), (cw, ch), interpolation=cv2.INTER_AREA) > 0.5
+    inside_small[0, :] = inside_small[-1, :] = inside_small[:, 0] = inside_small[:, -1] = False
+    h = g.copy()
+    if inside_small.any():
+        coarse = _harmonic_multilevel(g_small, inside_small)
+        up = cv2.resize(coarse, (cw * 2, ch * 2), interpolation=cv2.INTER_LINEAR)[:height, :width]
+        h[inside] = up[inside]
+    # Jacobi sweeps; cells outside ``inside`` keep their Dirichlet values.
+    kernel = np.array([[0, 0.25, 0], [0.25, 0, 0.25], [0, 0.25, 0]], np.float32)
+    sel = inside.view(np.uint8)
+    for _ in range(_JACOBI_SWEEPS):
+        avg = cv2.filter2D(h, -1, kernel, borderType=cv2.BORDER_REPLICATE)
+        h = cv2.copyTo(avg, sel, h)
+    return h

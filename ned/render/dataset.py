@@ -26,7 +26,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -47,6 +47,8 @@ __all__ = [
     "CelebFrames",
     "WarpProvider",
     "NmfcWarpProvider",
+    "MeshWarpProvider",
+    "make_warp_provider",
     "RendererDataset",
     "conditioning_image",
     "write_synthetic_celeb",
@@ -57,8 +59,9 @@ REQUIRED_FOLDERS = ("images", "nmfcs", "shapes", "eye_landmarks")
 # lip centre slightly below): used when no pupils are known.
 _TEMPLATE_MOUTH = (127.5, 170.0)
 _TEMPLATE_SIZE = 256.0
-# Lip centre below the pupils' midpoint, in units of the pupil distance (template: 72 / 66).
-_MOUTH_BELOW_PUPILS = 1.09
+# Lip centre below the pupils' midpoint, in pupil distances (1.12 on the alignment template,
+# 1.19-1.31 measured on a MEAD clip's tracked meshes).
+_MOUTH_BELOW_PUPILS = 1.2
 
 
 # --------------------------------------------------------------------------- eyes
@@ -165,7 +168,7 @@ def rasterize_eyes(points: np.ndarray, size: int, scale: float = 1.0) -> np.ndar
 def mouth_center_from_eyes(points: np.ndarray | None, crop_size: int) -> np.ndarray:
     """Estimate the lip centre of a face crop from its eye landmarks.
 
-    The lip centre lies ``1.09`` pupil distances below the pupils' midpoint, along the
+    The lip centre lies ``1.2`` pupil distances below the pupils' midpoint, along the
     face's vertical axis (perpendicular to the pupil line), on the project's alignment
     template; without usable points, the template's mouth position is returned.
 
@@ -361,6 +364,34 @@ class CelebFrames:
         """Eye landmarks, ``(N, 2) float32`` crop pixels (NaN rows for a missing face)."""
         return _read_points(self._path("eye_landmarks", self._check(index), "txt"))
 
+    def landmarks(self, index: int) -> np.ndarray:
+        """The tracked mesh in crop pixels, ``(478, 3) float32`` (``face3d/`` ``landmarks_crop``).
+
+        Raises:
+            InputError: no ``face3d/`` file for the frame, or no ``landmarks_crop`` in it.
+        """
+        path = self._path("face3d", self._check(index), "npz")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return np.asarray(data["landmarks_crop"], np.float32)
+        except (OSError, KeyError, ValueError) as err:
+            raise InputError(f"{path}: no face3d landmarks ({err}); re-run `ned preprocess {self.root} --mode train` "
+                             f"or use the NMFC warp (--warp_provider nmfc)") from err
+
+    def mouth_center(self, index: int) -> np.ndarray:
+        """``(2,) float32`` lip centre in crop pixels: from the mesh when ``face3d/`` has it
+        (mouth corners for x, inner lips for y), else :func:`mouth_center_from_eyes`."""
+        path = self._path("face3d", self._check(index), "npz")
+        if path.is_file():
+            try:
+                lm = self.landmarks(index)
+                centre = np.array([lm[[61, 291], 0].mean(), lm[[13, 14], 1].mean()], np.float32)
+                if np.isfinite(centre).all():
+                    return centre
+            except InputError:
+                pass
+        return mouth_center_from_eyes(self.eye_points(index), self.crop_size)
+
     def mask(self, index: int) -> np.ndarray | None:
         """The face mask ``(H, W) float32`` in ``[0, 1]`` from ``masks/``, or None."""
         path = self._path("masks", self._check(index), "png")
@@ -406,6 +437,50 @@ class NmfcWarpProvider:
         )
 
 
+class MeshWarpProvider:
+    """The training-free renderer as a :class:`WarpProvider`: frame ``src``'s crop warped
+    from its tracked mesh to frame ``dst``'s (piecewise-affine over the packaged face
+    topology, anchor ring, blended: :class:`ned.render.warp_renderer.WarpRenderer`), at
+    the training size. Exactly the warped crop the pipeline hands the neural renderer.
+    Needs ``face3d/`` with ``landmarks_crop``; a frame without a face gets the unwarped crop.
+
+    Args:
+        options: the warp renderer's options (None: its defaults).
+    """
+
+    def __init__(self, options: Any = None) -> None:
+        from ned.morph.topology import load_topology
+        from ned.render.warp_renderer import RenderOptions, WarpRenderer
+
+        topo = load_topology()
+        self.renderer = WarpRenderer(topo.triangles, topo.group("face_oval"), options or RenderOptions(),
+                                     n_points=topo.triangles.max() + 1)
+
+    def __call__(self, frames: CelebFrames, src: int, dst: int, size: int) -> np.ndarray:
+        img = frames.image(src)
+        scale = size / frames.crop_size
+        if img.shape[0] != size:
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+        src_lm, dst_lm = frames.landmarks(src) * scale, frames.landmarks(dst) * scale
+        return self.renderer.render(img, src_lm, dst_lm).frame
+
+
+WARP_PROVIDERS = ("mesh", "nmfc")
+
+
+def make_warp_provider(name: str) -> WarpProvider:
+    """``"mesh"`` -> :class:`MeshWarpProvider`, ``"nmfc"`` -> :class:`NmfcWarpProvider`.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if name == "mesh":
+        return MeshWarpProvider()
+    if name == "nmfc":
+        return NmfcWarpProvider()
+    raise ValueError(f"unknown warp provider {name!r}; choose one of {', '.join(WARP_PROVIDERS)}")
+
+
 # --------------------------------------------------------------------------- dataset
 
 
@@ -440,8 +515,8 @@ class RendererDataset(torch.utils.data.Dataset):
             held-out frames from leaking into training inputs, and lets an evaluation
             split warp from training frames.
         cache_frames: keep each frame's resized images in memory (worth it at small sizes).
-        mouth_center_fn: ``(eye_points (N,2) crop px, crop_size) -> (2,)`` crop px; default
-            :func:`mouth_center_from_eyes`.
+
+    Mouth centres come from :meth:`CelebFrames.mouth_center`.
 
     Raises:
         InputError: a clip too short for the window (and for a distinct warp source).
@@ -460,7 +535,6 @@ class RendererDataset(torch.utils.data.Dataset):
         frame_ids: list[int] | None = None,
         source_ids: list[int] | None = None,
         cache_frames: bool = True,
-        mouth_center_fn: Callable[[np.ndarray, int], np.ndarray] | None = None,
     ) -> None:
         if size < 8 or window < 1 or warp_max_offset < 0:
             raise ValueError(f"bad dataset arguments: size={size}, window={window}, warp_max_offset={warp_max_offset}")
@@ -471,7 +545,6 @@ class RendererDataset(torch.utils.data.Dataset):
         self.warp_provider: WarpProvider = warp_provider or NmfcWarpProvider()
         self.warp_max_offset = int(warp_max_offset)
         self.seed = int(seed)
-        self.mouth_center_fn = mouth_center_fn or mouth_center_from_eyes
         self.cache_frames = cache_frames
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
         self.epoch = 0
@@ -510,7 +583,7 @@ class RendererDataset(torch.utils.data.Dataset):
 
         points = f.eye_points(index)
         cond = conditioning_image(at(f.nmfc(index)), rasterize_eyes(points, s, scale), at(f.shape(index)))
-        mouth = np.asarray(self.mouth_center_fn(points, f.crop_size), np.float32) * scale
+        mouth = f.mouth_center(index) * scale
         out = (cond, at(f.image(index)), mouth)
         if self.cache_frames:
             self._cache[index] = out
@@ -552,18 +625,21 @@ class RendererDataset(torch.utils.data.Dataset):
 
 
 def write_synthetic_celeb(root: str | Path, n_frames: int = 8, crop_size: int = 64, seed: int = 0,
-                          n_clips: int = 1) -> Path:
+                          n_clips: int = 1, face3d: bool = True) -> Path:
     """Write a tiny train-mode ``<celeb_path>`` of a synthetic moving face (tests, benchmarks).
 
     A textured ellipse "face" drifts and opens its mouth; ``nmfcs/`` hold its exact
     surface coordinates (so :func:`nmfc_warp` is exact on it), ``shapes/`` its shading,
-    ``eye_landmarks/`` NED's 14 points, ``masks/`` the face, and ``videos/clip<k>.txt``
-    one box line per frame. Not a face model: just data with the real folder layout.
+    ``eye_landmarks/`` NED's 14 points, ``masks/`` the face, ``face3d/`` a
+    ``landmarks_crop`` mesh (the packaged canonical mesh stretched over the ellipse) and
+    ``videos/clip<k>.txt`` one box line per frame. Not a face model: just data with the
+    real folder layout.
 
     Args:
         root: folder to create (parents included).
         n_frames: frames per clip (>= 2). crop_size: crop side, px (>= 16).
         seed: varies the motion. n_clips: clips (frames numbered across them).
+        face3d: write ``face3d/`` (needs the packaged topology).
 
     Returns:
         ``root``.
@@ -575,6 +651,13 @@ def write_synthetic_celeb(root: str | Path, n_frames: int = 8, crop_size: int = 
         (root / name).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     s = float(crop_size)
+    canonical = None
+    if face3d:
+        from ned.morph.topology import load_topology
+
+        canonical = load_topology().canonical[:, :2].astype(np.float64)
+        canonical = canonical / np.abs(canonical).max(axis=0) * 0.92  # inside the unit disk's box
+        (root / "face3d").mkdir(parents=True, exist_ok=True)
     yy, xx = np.mgrid[0:crop_size, 0:crop_size].astype(np.float64)
     index = 0
     for clip in range(n_clips):
@@ -616,6 +699,11 @@ def write_synthetic_celeb(root: str | Path, n_frames: int = 8, crop_size: int = 
             cv2.imwrite(str(root / "shapes" / f"{name}.png"), cv2.cvtColor(shade, cv2.COLOR_RGB2BGR))
             cv2.imwrite(str(root / "masks" / f"{name}.png"), (inside * 255).astype(np.uint8))
             np.savetxt(root / "eye_landmarks" / f"{name}.txt", points, fmt="%.3f")
+            if canonical is not None:
+                mesh = np.stack([cx + canonical[:, 0] * rx, cy + canonical[:, 1] * ry], -1)
+                iris = np.repeat(pupils, 5, axis=0)
+                lm = np.concatenate([np.concatenate([mesh, iris]), np.zeros((478, 1))], axis=1).astype(np.float32)
+                np.savez(root / "face3d" / f"{name}.npz", landmarks_crop=lm)
             boxes.append(f"{100 + t} 100 {300 + t} 300")
             index += 1
         header = [f"# source: synthetic clip {clip}", "# fps: 25", f"# frames: {n_frames}"]

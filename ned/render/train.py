@@ -42,7 +42,7 @@ from torch import nn
 
 from ned import __version__
 from ned.errors import InputError, ModelFileError, OutputError
-from ned.render.dataset import CelebFrames, RendererDataset, WarpProvider
+from ned.render.dataset import WARP_PROVIDERS, CelebFrames, RendererDataset, WarpProvider, make_warp_provider
 from ned.render.losses import LossWeights, VGG19Features, discriminator_loss, generator_loss, load_vgg19_features
 from ned.render.networks import (
     FrameGenerator,
@@ -91,6 +91,9 @@ class TrainOptions:
             64/128 for CPU runs).
         arch: generator variant (``ned.render.networks.list_renderers()``).
         use_warp: warp-guided generator (the training-free renderer's warp in, residual out).
+        warp_provider: what makes the warped input during training: ``"mesh"`` (the
+            training-free renderer on the tracked meshes of ``face3d/``, as at inference)
+            or ``"nmfc"`` (NMFC colour correspondences; needs no ``face3d/``).
         n_cond_frames: conditioning frames per output frame (current + previous), 1..4.
         window: consecutive frames per training sample, >= 1 (2: the second frame is fed
             the generated first one).
@@ -119,6 +122,7 @@ class TrainOptions:
     size: int = 256
     arch: str = "unet_256"
     use_warp: bool = True
+    warp_provider: str = "mesh"
     n_cond_frames: int = 2
     window: int = 2
     warp_max_offset: int = 0
@@ -152,6 +156,7 @@ class TrainOptions:
         self.network_options()  # validates the architecture fields
         self.loss_weights()  # validates the lambdas
         checks = {
+            "warp_provider": self.warp_provider in WARP_PROVIDERS,
             "window": self.window >= 1,
             "warp_max_offset": self.warp_max_offset >= 0,
             "holdout_fraction": 0.0 <= self.holdout_fraction <= 0.5,
@@ -833,7 +838,7 @@ def train_renderer(
             initialise this run (optimisers and step start afresh); same architecture.
         vgg_weights: torchvision-layout VGG19 state dict; None trains without the
             perceptual loss (logged).
-        warp_provider: the warp-guided input (default: NMFC correspondence warp).
+        warp_provider: a custom warp-guided input; None uses ``options.warp_provider``.
         quiet: no progress bar.
 
     Returns:
@@ -898,6 +903,10 @@ def _train(celeb_path: str | Path, out_dir: Path, options: TrainOptions, device:
         logger.info("initialised the networks from %s (step %d)", pre_path, pre["step"])
 
     frames = CelebFrames(celeb_path)
+    if options.use_warp and warp_provider is None:
+        if options.warp_provider == "mesh":
+            frames.landmarks(0)  # fail early, with the fix in the message, when face3d/ is missing
+        warp_provider = make_warp_provider(options.warp_provider)
     train_ids, held_ids = _split_frames(frames, options.holdout_fraction)
 
     def make_dataset(ids: list[int], sources: list[int]) -> RendererDataset:

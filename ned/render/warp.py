@@ -8,9 +8,10 @@ The warp is *backward*: every output pixel ``p`` inside destination triangle ``t
 the source image at ``A_t p``, where ``A_t`` is the affine map taking ``t``'s destination
 vertices onto its source vertices. Outside every destination triangle the map is the
 identity, so the warp changes nothing there. Computing it costs one rasterisation of a
-triangle-index image (``cv2.fillConvexPoly`` per triangle), two look-ups of per-triangle
-coefficients (``cv2.remap`` with nearest neighbour), and one ``cv2.remap`` of the image, all
-restricted to the bounding box of the destination triangles.
+triangle-index image (``cv2.fillConvexPoly`` per triangle, at every ``map_step``-th pixel),
+two look-ups of per-triangle displacement coefficients (``cv2.remap`` with nearest
+neighbour), and one ``cv2.remap`` of the image, all restricted to the bounding box of the
+triangles that move. No Python loop touches pixels.
 
 The anchor ring makes the warp fade out: :func:`build_warp_mesh` adds a band of triangles
 between the face-oval loop and a copy of it pushed outwards (:func:`anchor_ring`). The
@@ -32,6 +33,7 @@ __all__ = [
     "WarpMesh",
     "anchor_ring",
     "build_warp_mesh",
+    "displacement_affines",
     "loop_from_edges",
     "warp_piecewise_affine",
     "with_anchors",
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 _INTERPOLATIONS = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
 _MIN_AREA_PX2 = 1e-3          # destination triangles smaller than this (px^2) are skipped
 _SUBPIXEL_SHIFT = 4           # fixed-point bits for cv2.fillConvexPoly vertices
+_STILL_PX = 1e-3              # points moving less than this (px) count as still
 
 
 # --------------------------------------------------------------------------- mesh topology
@@ -267,7 +270,7 @@ def _parse_size(out_size: tuple[int, int] | None, image: np.ndarray) -> tuple[in
 def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray,
                           triangles: np.ndarray, *, out_size: tuple[int, int] | None = None,
                           anchors: np.ndarray | None = None, interpolation: str = "linear",
-                          map_step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                          map_step: int = 1, background: str = "identity") -> tuple[np.ndarray, np.ndarray]:
     """Warp ``image`` so that ``src_points`` land on ``dst_points``, triangle by triangle.
 
     Convention: backward mapping; output pixel ``(x, y)`` inside destination triangle ``t``
@@ -276,10 +279,12 @@ def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points:
     ``image`` at ``(x, y)`` itself, i.e. they are copied unchanged (0 where that lies
     outside ``image``). Only the bounding box of the destination triangles is computed.
 
-    Folded triangles (destination orientation opposite to the source's) are drawn first so
-    that regular triangles win where they overlap; destination triangles with an area under
-    1e-3 px^2 are skipped (their neighbours cover them). With ``src_points == dst_points``
-    the output equals the input bit for bit, whatever ``map_step``.
+    Only triangles with a moving vertex (by more than 1e-3 px) are drawn: the others map
+    by the identity anyway, so edits that move part of the face cost less. Folded triangles
+    (destination orientation opposite to the source's) are drawn first so that regular
+    triangles win where they overlap; destination triangles with an area under 1e-3 px^2
+    are skipped (their neighbours cover them). With ``src_points == dst_points`` the output
+    equals the input bit for bit, whatever ``map_step``.
 
     Args:
         image: ``(H, W, 3) uint8`` source image.
@@ -294,16 +299,21 @@ def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points:
         map_step: the displacement field is evaluated every ``map_step`` pixels and
             bilinearly upsampled, ``1..4``. 1 is exact; 2 is about twice as fast and differs
             by well under a pixel only near triangle edges (exact for a global affine map).
+        background: ``"identity"`` (default; the warp of an image onto itself) or
+            ``"zero"`` (e.g. mapping a texture onto a mesh: 0 outside the triangles).
 
     Returns:
         ``warped`` ``(h, w, 3) uint8`` and ``coverage`` ``(h, w) float32``: 1 where the
-        output pixel lies in a (non-degenerate) destination triangle, else 0.
+        output pixel was warped (it lies in a non-degenerate destination triangle with a
+        moving vertex), else 0.
 
     Raises:
         ValueError: on bad shapes, dtypes, non-finite points, indices out of range, an
-            unknown interpolation or a bad ``map_step``.
+            unknown interpolation or background, or a bad ``map_step``.
     """
     check_array(image, "H W 3", np.uint8, name="image")
+    if background not in ("identity", "zero"):
+        raise ValueError(f"background must be 'identity' or 'zero', got {background!r}")
     if interpolation not in _INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATIONS)}, got {interpolation!r}")
     if isinstance(map_step, bool) or not isinstance(map_step, (int, np.integer)) or not 1 <= map_step <= 4:
@@ -327,35 +337,42 @@ def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points:
         raise ValueError("src_points/dst_points: non-finite coordinates (a missing face should not be warped)")
     height, width = _parse_size(out_size, image)
 
-    warped = _identity_output(image, height, width)
+    identity = background == "identity"
+    warped = _identity_output(image, height, width) if identity else np.zeros((height, width, 3), np.uint8)
     coverage = np.zeros((height, width), np.float32)
     if triangles.shape[0] == 0:
         return warped, coverage
 
-    # Region of the output that can change: bounding box of the destination triangles.
-    dst_used = dst[used]
-    x0, y0 = np.floor(dst_used.min(axis=0)).astype(int) - 1
-    x1, y1 = np.ceil(dst_used.max(axis=0)).astype(int) + 2
+    # Triangles to draw: non-degenerate in the destination and moving; folded ones first.
+    triangles = triangles.astype(np.intp)
+    area_dst = _signed_areas(dst, triangles)
+    area_src = _signed_areas(src, triangles)
+    moving = np.hypot(*(src - dst).T) > _STILL_PX
+    draw = np.abs(area_dst) >= _MIN_AREA_PX2
+    if identity:
+        draw &= moving[triangles].any(axis=1)
+    folded = draw & (area_dst * area_src < 0)
+    if folded.any():
+        logger.debug("warp: %d folded triangles", int(folded.sum()))
+    order = np.concatenate([np.flatnonzero(folded), np.flatnonzero(draw & ~folded)])
+    if len(order) == 0:
+        return warped, coverage
+
+    # Region of the output that can change: bounding box of the drawn triangles.
+    corners = dst[triangles[order].ravel()]
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 1
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
     if x1 <= x0 or y1 <= y0:
         return warped, coverage
     origin = np.array([x0, y0], np.float64)
     src_l, dst_l = src - origin, dst - origin                  # region-local pixels
-
-    triangles = triangles.astype(np.intp)
-    area_dst = _signed_areas(dst_l, triangles)
-    area_src = _signed_areas(src_l, triangles)
-    good = np.abs(area_dst) >= _MIN_AREA_PX2
-    folded = good & (area_dst * area_src < 0)
-    if folded.any():
-        logger.debug("warp: %d folded triangles", int(folded.sum()))
-    order = np.concatenate([np.flatnonzero(folded), np.flatnonzero(good & ~folded)])
     index, map_x, map_y = _backward_map(src_l, dst_l, triangles[order], y1 - y0, x1 - x0, map_step)
     map_x += np.float32(x0)
     map_y += np.float32(y0)
     region = cv2.remap(image, map_x, map_y, _INTERPOLATIONS[interpolation], borderMode=cv2.BORDER_REPLICATE)
     inside = index < len(order)
-    if image.shape[:2] == (height, width):
+    if identity and image.shape[:2] == (height, width):
         # Outside the triangles the map is the exact identity on integer pixel centres,
         # which every cv2 interpolation reproduces bit for bit: copy the whole region.
         warped[y0:y1, x0:x1] = region

@@ -95,7 +95,7 @@ class AppearanceContext:
     Attributes:
         origin: ``(2,) int`` ``(x0, y0)`` of the region in frame pixels
             (``frame_px = region_px + origin``).
-        source: ``(h, w, 3) uint8`` the unwarped region of the input frame.
+        source: ``(h, w, 3) uint8`` the unwarped region of the input frame (read-only).
         src_points: ``(N, 2) float32`` source landmarks in region pixels.
         dst_points: ``(N, 2) float32`` edited landmarks in region pixels (the geometry of
             the warped image).
@@ -186,10 +186,8 @@ class WarpRenderer:
         face_width = float(np.ptp(dst[mesh.oval, 0]))
         feather = opts.blend.resolve_feather_px(face_width)
 
-        # Region: everything the warp or the mask can touch, plus the pyramid's reach.
-        reach = mask_reach_px(feather)
-        if opts.blend.method == "laplacian":
-            reach += 2 ** opts.blend.levels
+        # Region: everything the warp or the mask can touch.
+        reach = mask_reach_px(feather) + 2
         extent = np.concatenate([anchors, polygon])
         x0 = max(0, int(np.floor(extent[:, 0].min())) - reach)
         y0 = max(0, int(np.floor(extent[:, 1].min())) - reach)
@@ -205,7 +203,9 @@ class WarpRenderer:
                                                  interpolation=opts.interpolation, map_step=opts.map_step)
         mask = soft_mask(polygon - origin, (y1 - y0, x1 - x0), feather)
         if self.appearance is not None:
-            ctx = AppearanceContext(origin=np.array([x0, y0], np.int64), source=region,
+            source = region.view()
+            source.flags.writeable = False
+            ctx = AppearanceContext(origin=np.array([x0, y0], np.int64), source=source,
                                     src_points=src_l.astype(np.float32), dst_points=dst_l.astype(np.float32),
                                     anchors=anchors_l, coverage=coverage, mask=mask, mesh=mesh, payload=payload)
             warped = self.appearance(warped, ctx)

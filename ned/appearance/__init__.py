@@ -1,0 +1,1 @@
+"""Expression appearance: creases, shading and detail that make an edited emotion read."""

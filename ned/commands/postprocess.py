@@ -1,0 +1,41 @@
+"""``ned postprocess <celeb_path> --exp_name <name>`` and the seed's ``./postprocess.sh``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ned.commands._common import add_celeb_argument, add_quiet, add_render_arguments, celeb_path, render_options
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "postprocess",
+        help="render a manipulated <celeb_path>/<exp_name> into videos",
+        description=(
+            "Warp each face of <celeb_path>/videos/* onto its edited mesh from `ned manipulate`, blend it "
+            "into the frame and write <exp_name>/full_frames/, images/, faces/, faces_aligned/ and "
+            "<celeb_path>/<exp_name>/<video name>.mp4 (source fps, frame count, resolution and audio kept; "
+            "provenance tag in the mp4 comment)."
+        ),
+    )
+    add_celeb_argument(p)
+    p.add_argument("--exp_name", required=True, help="the folder written by `ned manipulate`")
+    add_render_arguments(p)
+    p.add_argument("--renderer", choices=("warp", "neural"), default="warp",
+                   help="warp: training-free (default); neural: a trained per-actor renderer")
+    p.add_argument("--renderer_checkpoint", default=None, help="checkpoint folder of `ned train-renderer`")
+    add_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ned.errors import InputError
+    from ned.postprocess import PostprocessOptions, postprocess_celeb
+
+    if args.renderer == "neural":
+        raise InputError("the neural renderer is not wired into postprocess yet; use --renderer warp")
+    outputs = postprocess_celeb(celeb_path(args), args.exp_name,
+                                PostprocessOptions(render=render_options(args), quiet=args.quiet))
+    for out in outputs:
+        print(f"wrote {out}")
+    return 0

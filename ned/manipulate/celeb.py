@@ -1,0 +1,178 @@
+"""`ned manipulate`: the staged manipulation of a preprocessed ``<celeb_path>``.
+
+Reads ``<celeb>/face3d/`` (written by ``ned preprocess``), edits each clip's expression
+weights (:func:`ned.manipulate.plan.plan_expressions`) and writes
+``<celeb>/<exp_name>/``: ``face3d/`` (the edited per-frame parameters and landmarks),
+``nmfcs/``, ``shapes/``, ``eye_landmarks/`` and their ``_aligned`` copies for the
+renderer. The folder is built under a temporary name and renamed when complete, so a
+failed run leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ned import __version__
+from ned.errors import InputError, OutputError
+from ned.face.align import transform_points
+from ned.face.mask import eye_landmarks
+from ned.layout import CelebLayout, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, load_npz
+from ned.manipulate.plan import ManipulationSpec, plan_expressions
+from ned.morph.fit import FaceFits, apply_expression_delta
+from ned.morph.raster import render_nmfc, render_shape
+
+logger = logging.getLogger(__name__)
+
+EXP_FOLDERS = ("face3d", "nmfcs", "nmfcs_aligned", "shapes", "shapes_aligned", "eye_landmarks", "eye_landmarks_aligned")
+
+
+@dataclass(frozen=True)
+class ClipFrames:
+    """The preprocessed frames of one clip of a celeb folder."""
+
+    video: str
+    first_frame: int
+    frame_count: int
+    fps: float
+
+
+def preprocess_state(layout: CelebLayout, modes: tuple[str, ...]) -> dict:
+    """The record of ``ned preprocess`` for one of ``modes``.
+
+    Raises:
+        InputError: the folder was not preprocessed in any of ``modes``; says what to run.
+    """
+    for mode in modes:
+        state = layout.state_file(f"preprocess_{mode}")
+        if state.exists():
+            return json.loads(state.read_text())
+    others = sorted(p.stem.removeprefix("preprocess_") for p in layout.state_file("x").parent.glob("preprocess_*.json"))
+    found = f" (it was preprocessed with --mode {', '.join(others)})" if others else ""
+    raise InputError(f"{layout.root} is not preprocessed for this step{found}: run "
+                     f"`ned preprocess {layout.root} --mode {modes[0]}` first")
+
+
+def clip_frames(layout: CelebLayout, state: dict) -> list[ClipFrames]:
+    """Clips recorded by preprocessing, with their fps read from ``videos/<name>.txt``."""
+    clips = []
+    for c in state["clips"]:
+        fps = 25.0
+        box_file = layout.videos_dir / f"{Path(c['video']).stem}.txt"
+        if box_file.exists():
+            for line in box_file.read_text().splitlines():
+                if line.startswith("# fps:"):
+                    fps = float(Fraction(line.split(":", 1)[1].strip()))
+        clips.append(ClipFrames(c["video"], int(c["first_frame"]), int(c["frames"]), fps))
+    return clips
+
+
+def load_face3d(folder: Path, first: int, count: int) -> dict[str, np.ndarray]:
+    """Stack ``count`` face3d files starting at ``first`` into arrays with a leading T axis.
+
+    Raises:
+        InputError: a file is missing (preprocessing incomplete).
+    """
+    rows = []
+    for i in range(first, first + count):
+        path = folder / f"{i:06d}.npz"
+        if not path.exists():
+            raise InputError(f"{path} is missing: preprocessing is incomplete; run `ned preprocess` again")
+        rows.append(load_npz(path))
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+def reference_expressions(ref: Path) -> np.ndarray:
+    """Expression weights ``(T, K)`` of a reference folder (``<ref>`` or ``<ref>/face3d``).
+
+    Raises:
+        InputError: missing, or not preprocessed with ``--mode reference``.
+    """
+    root = ref.parent if ref.name == "face3d" else ref
+    layout = CelebLayout(root)
+    if not (root / "face3d").is_dir():
+        raise InputError(f"{ref}: no face3d/ folder; run `ned preprocess {root} --mode reference` first")
+    state = preprocess_state(layout, ("reference",))
+    data = load_face3d(root / "face3d", 0, int(state["frames"]))
+    return data["expression"].astype(np.float32)
+
+
+def _fits(data: dict[str, np.ndarray], valid: np.ndarray) -> FaceFits:
+    return FaceFits(data["rotation"][valid], data["translation"][valid], data["scale"][valid].astype(np.float64),
+                    data["expression"][valid], data["residual"][valid])
+
+
+def _write_frame(out: Path, index: int, data: dict[str, np.ndarray], t: int, edited: np.ndarray,
+                 new_expr: np.ndarray, size: int) -> None:
+    name = f"{index:06d}"
+    crop_m, aligned_m = data["crop_from_frame"][t], data["aligned_from_crop"][t]
+    valid = bool(data["valid"][t])
+    lm_crop = transform_points(edited, crop_m)
+    lm_aligned = transform_points(lm_crop, aligned_m)
+    arrays = {k: data[k][t] for k in data}
+    arrays.update(source_expression=data["expression"][t], expression=new_expr.astype(np.float32),
+                  source_landmarks=data["landmarks"][t], landmarks=edited.astype(np.float32),
+                  landmarks_crop=lm_crop.astype(np.float32))
+    atomic_save_npz(out / "face3d" / f"{name}.npz", **arrays)
+    blank = np.zeros((size, size, 3), np.uint8)
+    for folder, render, pts in (("nmfcs", render_nmfc, lm_crop), ("nmfcs_aligned", render_nmfc, lm_aligned),
+                                ("shapes", render_shape, lm_crop), ("shapes_aligned", render_shape, lm_aligned)):
+        atomic_write_image(out / folder / f"{name}.png", render(pts[:468], (size, size)) if valid else blank)
+    for folder, pts in (("eye_landmarks", lm_crop), ("eye_landmarks_aligned", lm_aligned)):
+        eyes = eye_landmarks(pts)
+        atomic_write_text(out / folder / f"{name}.txt", "".join(f"{x:.3f} {y:.3f}\n" for x, y in eyes))
+
+
+def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *, ref_dirs: tuple[Path, ...] = (),
+                     overwrite: bool = False, quiet: bool = False, crop_size: int = 256) -> Path:
+    """Edit every clip of a preprocessed celeb folder; returns ``<celeb>/<exp_name>``.
+
+    Raises:
+        InputError: missing preprocessing (says which command to run), a reference folder
+            of the wrong mode, fewer than 10 frames, unknown emotion.
+        OutputError: ``exp_name`` exists (without ``overwrite``) or cannot be written.
+    """
+    layout = CelebLayout(Path(celeb))
+    if not exp_name or "/" in exp_name or exp_name.startswith(".") or exp_name in EXP_FOLDERS + ("videos",):
+        raise InputError(f"bad --exp_name {exp_name!r}: use a plain folder name such as 'happy_edit'")
+    final = layout.root / exp_name
+    if final.exists() and not overwrite:
+        raise OutputError(f"{final} already exists; choose another --exp_name or pass --overwrite")
+    state = preprocess_state(layout, ("test", "reference", "train"))
+    references = [reference_expressions(Path(r)) for r in ref_dirs]
+    tmp = layout.root / f".{exp_name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for folder in EXP_FOLDERS:
+            (tmp / folder).mkdir(parents=True)
+    except OSError as err:
+        raise OutputError(f"{tmp}: cannot write here ({err.strerror or err})") from err
+    try:
+        for clip in clip_frames(layout, state):
+            data = load_face3d(layout.folder("face3d"), clip.first_frame, clip.frame_count)
+            valid = data["valid"].astype(bool)
+            new_expr = plan_expressions(np.where(valid[:, None], data["expression"], np.nan), spec, references,
+                                        fps=clip.fps)
+            edited = np.full_like(data["landmarks"], np.nan)
+            if valid.any():
+                edited[valid] = apply_expression_delta(data["landmarks"][valid], _fits(data, valid), new_expr[valid])
+            for t in tqdm(range(clip.frame_count), desc=f"manipulate {clip.video}", unit="frame", disable=quiet):
+                _write_frame(tmp, clip.first_frame + t, data, t, edited[t], new_expr[t], crop_size)
+        atomic_write_json(tmp / "manipulation.json", {
+            "version": __version__, "request": spec.describe(), "seed": spec.seed,
+            "references": [str(r) for r in ref_dirs], "frames": int(state["frames"])})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

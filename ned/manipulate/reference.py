@@ -1,0 +1,164 @@
+"""The training-free, reference-driven manipulator: act like another clip.
+
+The reference actor's *emotion part relative to its own neutral* is transferred onto the
+target actor's neutral baseline; the target's speech and blinks stay. For each
+reference clip (one per segment, as with several labels):
+
+1. the reference's neutral baseline is the per-weight ``baseline_percentile`` of its own
+   weights, or of ``reference_neutral`` weights when given (a neutral clip of the same
+   reference actor, fitted with the same identity: more faithful when the reference is
+   expressive all the way through);
+2. its relative motion ``ref(t) - baseline_ref`` is mapped onto the target's timeline:
+   ``"loop"`` plays it at its own speed, back and forth (ping-pong, no jump) when it is
+   shorter than its segment; ``"stretch"`` resamples it linearly to the segment length;
+3. the segment's target is ``baseline_target + relative motion``, blended as in
+   :mod:`ned.manipulate.label` (raised-cosine transitions, intensity, bounds, kept shapes).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+
+from ned.errors import InputError
+from ned.manipulate.emotions import MAX_INTENSITY
+from ned.manipulate.label import (
+    MIN_FRAMES,
+    ManipulateOptions,
+    _check_source,
+    blend_towards,
+    neutral_baseline,
+    segment_weights,
+)
+from ned.morph.rig import Rig, load_rig
+from ned.types import check_array
+
+__all__ = ["TIME_MODES", "time_map", "manipulate_reference"]
+
+logger = logging.getLogger(__name__)
+
+TIME_MODES = ("loop", "stretch")
+_DEFAULT_PERCENTILE = 20.0
+
+
+def time_map(num_out: int, num_in: int, mode: str = "loop") -> np.ndarray:
+    """Fractional source-frame positions for ``num_out`` output frames.
+
+    Args:
+        num_out: frames to produce (>= 1). num_in: frames available (>= 1).
+        mode: ``"loop"`` (own speed, ping-pong when short) or ``"stretch"`` (resample).
+
+    Returns:
+        (num_out,) float64 positions in ``[0, num_in - 1]``.
+
+    Raises:
+        ValueError: bad mode or sizes.
+    """
+    if mode not in TIME_MODES:
+        raise ValueError(f"time mode must be one of {TIME_MODES}, got {mode!r}")
+    if num_out < 1 or num_in < 1:
+        raise ValueError(f"need num_out >= 1 and num_in >= 1, got {num_out}, {num_in}")
+    if num_in == 1:
+        return np.zeros(num_out)
+    if mode == "stretch":
+        return np.linspace(0.0, num_in - 1.0, num_out) if num_out > 1 else np.zeros(1)
+    return _pingpong(np.arange(num_out), num_in)
+
+
+def _pingpong(k: np.ndarray, num_in: int) -> np.ndarray:
+    """Back-and-forth positions of integer times ``k >= 0`` over ``num_in`` frames."""
+    if num_in == 1:
+        return np.zeros(len(k))
+    period = 2 * (num_in - 1)
+    k = np.asarray(k) % period
+    return np.where(k < num_in, k, period - k).astype(np.float64)
+
+
+def _sample(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, len(x) - 1)
+    f = (pos - i0)[:, None]
+    return (1.0 - f) * x[i0] + f * x[i1]
+
+
+def manipulate_reference(
+    source: np.ndarray,
+    references: Sequence[np.ndarray],
+    fps: float,
+    options: ManipulateOptions = ManipulateOptions(),
+    *,
+    intensities: Sequence[float] | None = None,
+    reference_neutral: Sequence[np.ndarray | None] | None = None,
+    time_mode: str = "loop",
+    rig: Rig | None = None,
+) -> np.ndarray:
+    """Reference-driven manipulation of a clip's expression weights (see the module doc).
+
+    Args:
+        source: (T, K) target clip weights, T >= :data:`MIN_FRAMES`.
+        references: one (T_r, K) weight array per segment, T_r >= 1.
+        fps: the target clip's frame rate (> 0).
+        options: manipulation options (``keep_dynamics`` is not used: the reference
+            brings its own motion).
+        intensities: per-reference intensity in [0, 1.5] (default 1 each).
+        reference_neutral: per reference, optional (T_n, K) weights of a neutral clip of
+            the same reference actor (its baseline), or None.
+        time_mode: see :func:`time_map`.
+        rig: default the packaged rig.
+
+    Returns:
+        (T, K) float32 edited weights.
+
+    Raises:
+        InputError: too few frames, NaN rows, no reference, empty reference, bad intensity.
+        ValueError: bad shapes, fps or time mode.
+    """
+    rig = rig or load_rig()
+    src = _check_source(source, rig)
+    if time_mode not in TIME_MODES:
+        raise ValueError(f"time_mode must be one of {TIME_MODES}, got {time_mode!r}")
+    if not references:
+        raise InputError("no reference given")
+    if not fps > 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    n = len(references)
+    intensities = [1.0] * n if intensities is None else [float(a) for a in intensities]
+    if len(intensities) != n or not all(0.0 <= a <= MAX_INTENSITY for a in intensities):
+        raise InputError(f"need one intensity in [0, {MAX_INTENSITY}] per reference, got {intensities}")
+    neutrals = list(reference_neutral) if reference_neutral is not None else [None] * n
+    if len(neutrals) != n:
+        raise ValueError(f"reference_neutral: expected {n} entries, got {len(neutrals)}")
+    alphas = [a * options.intensity for a in intensities]
+    if not any(alphas):
+        return np.asarray(src, np.float32).copy()
+    pct = _DEFAULT_PERCENTILE if options.baseline_percentile is None else options.baseline_percentile
+    base_target = neutral_baseline(src, pct)
+    weights = segment_weights(len(src), n, fps, options.transition_s)
+    part = len(src) / n
+    goals = []
+    for s, (ref, neu) in enumerate(zip(references, neutrals)):
+        ref = np.asarray(ref)
+        check_array(ref, f"T {rig.num_shapes}", name=f"reference {s}")
+        if len(ref) == 0 or not np.isfinite(ref).all():
+            raise InputError(f"reference {s} has no usable frames (empty or NaN rows)")
+        if neu is not None:
+            check_array(np.asarray(neu), f"T {rig.num_shapes}", name=f"reference_neutral {s}")
+            base_ref = neutral_baseline(neu, pct)
+        else:
+            base_ref = neutral_baseline(ref, pct)
+        relative = ref.astype(np.float64) - base_ref
+        # the segment's own frames read the reference from its start; the crossfade
+        # margins before/after simply continue the mapping
+        start = int(np.floor(s * part))
+        if time_mode == "loop":
+            # ping-pong is even in time, so frames before the segment mirror its start
+            pos = _pingpong(np.abs(np.arange(len(src)) - start), len(ref))
+        else:
+            seg_len = max(1, int(round(part)))
+            local = np.clip(np.arange(len(src)) - start, 0, seg_len - 1)
+            pos = time_map(seg_len, len(ref), "stretch")[local]
+        goals.append(base_target[None, :] + _sample(relative, pos))
+    logger.debug("reference manipulation: %d reference(s), baseline p%.0f", n, pct)
+    return blend_towards(src, goals, weights, alphas, rig)

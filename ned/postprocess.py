@@ -1,0 +1,104 @@
+"""`ned postprocess`: render a manipulated ``<celeb>/<exp_name>/`` back into videos.
+
+For every clip of ``<celeb>/videos/``: decode it, warp each face from its source mesh
+(``<celeb>/face3d/``) to its edited mesh (``<celeb>/<exp_name>/face3d/``), blend into the
+frame, and write ``<exp_name>/full_frames/``, ``images/`` (the crop box), ``faces/``,
+``faces_aligned/`` and ``<celeb>/<exp_name>/<video name>.mp4`` with the clip's fps,
+frame count, resolution and audio, and the provenance tag.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ned.crops import warp_image
+from ned.errors import InputError
+from ned.face.align import transform_points
+from ned.face.mask import face_mask
+from ned.layout import CelebLayout, atomic_write_image
+from ned.manipulate.celeb import clip_frames, load_face3d, preprocess_state
+from ned.media import EncodeOptions, probe
+from ned.pipeline import make_renderer, render_video
+from ned.render.warp_renderer import RenderOptions
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FOLDERS = ("full_frames", "images", "faces", "faces_aligned")
+
+
+@dataclass(frozen=True)
+class PostprocessOptions:
+    """Options of :func:`postprocess_celeb`.
+
+    Attributes:
+        render: training-free renderer and blending options.
+        encode: output video encoding.
+        crop_size: side of ``images/`` and the aligned crops (pixels).
+        quiet: no progress bars.
+    """
+
+    render: RenderOptions = field(default_factory=RenderOptions)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    crop_size: int = 256
+    quiet: bool = False
+
+
+def _frame_writer(exp: Path, first: int, src: dict, dst: dict, size: int):
+    """The per-frame callback of :func:`ned.pipeline.render_video` writing the folders."""
+
+    def write(t: int, rgb: np.ndarray, mask: np.ndarray) -> None:
+        name = f"{first + t:06d}"
+        crop_m, aligned_m = src["crop_from_frame"][t], src["aligned_from_crop"][t]
+        crop = warp_image(rgb, crop_m, (size, size), border_value=None)
+        pts = dst["landmarks_crop"][t]
+        m = face_mask(pts, (size, size)) if np.isfinite(pts).all() else np.zeros((size, size), np.float32)
+        faces = (crop * m[..., None] + 0.5).astype(np.uint8)
+        atomic_write_image(exp / "full_frames" / f"{name}.jpg", rgb)
+        atomic_write_image(exp / "images" / f"{name}.png", crop)
+        atomic_write_image(exp / "faces" / f"{name}.png", faces)
+        atomic_write_image(exp / "faces_aligned" / f"{name}.png", warp_image(faces, aligned_m, (size, size)))
+
+    return write
+
+
+def postprocess_celeb(celeb: str | Path, exp_name: str, options: PostprocessOptions = PostprocessOptions()) -> list[Path]:
+    """Render ``<celeb>/<exp_name>`` into one video per clip; returns their paths.
+
+    Raises:
+        InputError: missing preprocessing or manipulation output (says which command to run).
+        OutputError: cannot write, disk full.
+    """
+    layout = CelebLayout(Path(celeb))
+    exp = layout.root / exp_name
+    if not (exp / "face3d").is_dir():
+        raise InputError(f"{exp}/face3d is missing: run `ned manipulate {layout.root} --exp_name {exp_name} "
+                         "--trg_emotions <emotion>` first")
+    state = preprocess_state(layout, ("test",))
+    request = json.loads((exp / "manipulation.json").read_text()).get("request", "") \
+        if (exp / "manipulation.json").exists() else exp_name
+    from ned import __version__
+
+    comment = f"edited by ned {__version__}: {request}"
+    renderer = make_renderer(options.render)
+    for folder in OUTPUT_FOLDERS:
+        (exp / folder).mkdir(parents=True, exist_ok=True)
+    outputs = []
+    for clip in clip_frames(layout, state):
+        video = layout.videos_dir / clip.video
+        info = probe(video)
+        if info.frame_count != clip.frame_count:
+            raise InputError(f"{video} has {info.frame_count} frames but was preprocessed with "
+                             f"{clip.frame_count}; run `ned preprocess` again")
+        src = load_face3d(layout.folder("face3d"), clip.first_frame, clip.frame_count)
+        dst = load_face3d(exp / "face3d", clip.first_frame, clip.frame_count)
+        out = exp / f"{video.stem}.mp4"
+        render_video(video, out, src["landmarks"], dst["landmarks"], renderer, info=info, encode=options.encode,
+                     comment=comment, quiet=options.quiet,
+                     on_frame=_frame_writer(exp, clip.first_frame, src, dst, options.crop_size))
+        outputs.append(out)
+    return outputs
