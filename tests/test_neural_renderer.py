@@ -472,6 +472,27 @@ def test_render_sequence_deterministic(celeb: Path, trained: Path) -> None:
         renderer.render(*inputs[0][:3])
 
 
+def test_render_frame_contract(celeb: Path, trained: Path) -> None:
+    """Frame in, RenderedFace out (the training-free renderer's contract), pixels outside kept."""
+    frames = CelebFrames(celeb)
+    renderer = NeuralRenderer.load(trained, device="cpu")
+    frame = np.random.default_rng(1).integers(0, 255, (100, 140, 3), dtype=np.uint8)
+    crop_from_frame = np.array([[0.8, 0.0, -24.0], [0.0, 0.8, -8.0]])  # frame box (30, 10)..(110, 90) -> 64 px
+    frame_from_crop = np.array([[1.25, 0.0, 30.0], [0.0, 1.25, 10.0]])
+    import cv2
+
+    frame[10:90, 30:110] = cv2.resize(frames.image(0), (80, 80))
+    src = frames.landmarks(0).copy()
+    src[:, :2] = src[:, :2] @ frame_from_crop[:, :2].T + frame_from_crop[:, 2]
+    dst = src.copy()
+    dst[61, 1] -= 2.0  # lift a mouth corner
+    out = renderer.render_frame(frame, src, dst, crop_from_frame, crop_size=64)
+    assert out.rendered and out.frame.shape == frame.shape and out.frame.dtype == np.uint8
+    np.testing.assert_array_equal(out.frame[out.mask == 0], frame[out.mask == 0])
+    missing = renderer.render_frame(frame, np.full_like(src, np.nan), dst, crop_from_frame, crop_size=64)
+    assert not missing.rendered and np.array_equal(missing.frame, frame)
+
+
 def test_load_errors(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="no neural renderer checkpoint"):
         NeuralRenderer.load(tmp_path, device="cpu")

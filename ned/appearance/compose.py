@@ -29,8 +29,14 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 def luminance(rgb: np.ndarray) -> np.ndarray:
     """BT.601 luminance ``(H, W) float32`` in [0, 255] of an ``(H, W, 3) uint8`` RGB image."""
     check_array(rgb, "H W 3", np.uint8, name="rgb")
-    return cv2.transform(rgb.astype(np.float32), LUMA.reshape(1, 3))[..., 0] if rgb.size else \
-        np.zeros(rgb.shape[:2], np.float32)
+    return _luma(rgb.astype(np.float32))
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """``(H, W) float32`` luminance of an ``(H, W, 3) float32`` image (same scale)."""
+    if rgb.size == 0:
+        return np.zeros(rgb.shape[:2], np.float32)
+    return cv2.transform(rgb, LUMA.reshape(1, 3)).reshape(rgb.shape[:2])
 
 
 def apply_luminance_gain(rgb: np.ndarray, log_gain: np.ndarray) -> np.ndarray:
@@ -57,7 +63,7 @@ def apply_luminance_gain(rgb: np.ndarray, log_gain: np.ndarray) -> np.ndarray:
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     patch = rgb[y0:y1, x0:x1].astype(np.float32)
     g = log_gain[y0:y1, x0:x1].astype(np.float32)
-    y = cv2.transform(patch, LUMA.reshape(1, 3))[..., 0]
+    y = _luma(patch)
     delta = y * np.expm1(g)
     new = np.clip(patch + delta[..., None] + 0.5, 0, 255).astype(np.uint8)
     changed = (g != 0)[..., None]

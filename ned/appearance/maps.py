@@ -42,6 +42,7 @@ __all__ = [
     "crease_height",
     "bulge_height",
     "shading_from_height",
+    "resize_maps",
     "MAPS_VERSION",
 ]
 
@@ -282,3 +283,13 @@ def shading_from_height(height: np.ndarray, texel_iod: float, light_elevation_de
     direct = np.log(np.maximum(n_dot_l, 0.05) / light[2])
     rel = h - cv2.GaussianBlur(h, (0, 0), cavity_sigma)
     return (direct + cavity * rel).astype(np.float32)
+
+
+def resize_maps(maps: AppearanceMaps, size: int) -> AppearanceMaps:
+    """The same maps resampled to ``size`` texels per side (area/bilinear)."""
+    if size == maps.size:
+        return maps
+    interp = cv2.INTER_AREA if size < maps.size else cv2.INTER_LINEAR
+    out = np.stack([cv2.resize(m, (size, size), interpolation=interp) for m in maps.log_gain]).astype(np.float32)
+    out.setflags(write=False)
+    return AppearanceMaps(log_gain=out, size=size)

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", type=Path, default=_default(d, "labels_csv"),
                    help="CSV of labels with columns path,emotion[,actor]")
     p.add_argument("--cache_dir", type=Path, default=_default(d, "cache_dir"),
-                   help="expression cache (default: <checkpoints_dir>/expressions/<backend>)")
+                   help="expression cache (default: <checkpoints_dir>/expressions/<backend>-<face model hash>)")
     p.add_argument("--views", nargs="+", default=list(_default(d, "views")), help="MEAD camera views to use")
     p.add_argument("--workers", type=int, default=_default(d, "workers"), help="extraction processes")
     p.add_argument("--hop", type=int, default=_default(d, "hop"), help="frames between training windows")

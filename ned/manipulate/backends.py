@@ -13,6 +13,7 @@ without a face are NaN (the dataset drops windows touching them).
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "backend_mouth_indices",
     "backend_kept_indices",
     "backend_for_input_dim",
+    "backend_fingerprint",
     "get_extractor",
     "DecaExtractor",
     "face3d_extract",
@@ -127,6 +129,32 @@ def backend_kept_indices(backend: str) -> tuple[int, ...]:
         return tuple(sorted(int(b) for b in shapes))
     enum = module.Blendshape
     return tuple(int(enum[name]) for name in _SPEECH_NAMES if name in enum.__members__)
+
+
+def backend_fingerprint(backend: str) -> str:
+    """A short name of the exact expression space: ``deca``, or ``face3d-<8 hex>`` from the
+    face model's rig file (a new rig changes the meaning of the weights).
+
+    Used to name the expression cache and recorded in checkpoints.
+
+    Raises:
+        ValueError: for an unknown backend.
+    """
+    _check_backend(backend)
+    if backend == "deca":
+        return "deca"
+    module = _rig_module()
+    rig_path = getattr(module, "rig_path", None) if module is not None else None
+    if rig_path is None:
+        try:
+            rig_path = importlib.import_module("ned.morph.rig").rig_path
+        except (ImportError, AttributeError):
+            return "face3d"
+    try:
+        digest = hashlib.sha1(Path(rig_path()).read_bytes()).hexdigest()[:8]
+    except OSError:
+        return "face3d"
+    return f"face3d-{digest}"
 
 
 def backend_for_input_dim(input_dim: int) -> str:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ned.errors import ModelFileError
-from ned.manipulate.backends import BACKENDS, backend_for_input_dim, backend_input_dim
+from ned.manipulate.backends import BACKENDS, backend_fingerprint, backend_for_input_dim, backend_input_dim
 from ned.manipulate.networks import ManipulatorArch, ManipulatorNets, build_networks
 
 __all__ = [
@@ -298,6 +298,11 @@ def load_manipulator(checkpoints: str | Path, which_epoch: int | None = None, *,
                 and mean.shape == (arch.input_dim,) and std.shape == (arch.input_dim,)):
             raise ModelFileError(f"{path.name}: normalization must hold mean and std of shape ({arch.input_dim},)")
         nets.mean, nets.std = mean.float(), std.float()
+    recorded = data.get("backend_fingerprint")
+    if isinstance(recorded, str) and recorded != backend_fingerprint(backend):
+        logger.warning("%s was trained on expression space %s but the installed face model is %s: "
+                       "results may be off; retrain on the current face model", path.name, recorded,
+                       backend_fingerprint(backend))
     info = CheckpointInfo(path=path, epoch=int(data.get("epoch", epoch)), step=data.get("step"),
                           backend=ckpt_backend, arch=arch, version=data.get("version"))
     logger.info("loaded manipulator %s (epoch %d, backend %s, %d values per frame)", path, info.epoch,

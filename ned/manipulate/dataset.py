@@ -446,7 +446,7 @@ class DataOptions:
     Attributes:
         root: data root (MEAD layout, MEAD-style names, or clips with a labels CSV).
         labels_csv: CSV of labels (path,emotion[,actor]); None: ``<root>/labels.csv`` or MEAD names.
-        cache_dir: expression cache; None: ``<checkpoints_dir>/expressions/<backend>``.
+        cache_dir: expression cache; None: ``<checkpoints_dir>/expressions/<backend fingerprint>``.
         views: MEAD camera views kept (e.g. front).
         workers: extraction processes (>= 1).
         hop: frames between training windows (>= 1).

@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ned.errors import InputError, ModelFileError
-from ned.manipulate.backends import BACKENDS, backend_mouth_indices, get_extractor
+from ned.manipulate.backends import BACKENDS, backend_fingerprint, backend_mouth_indices, get_extractor
 from ned.manipulate.checkpoint import (CHECKPOINT_VERSION, checkpoint_path, list_checkpoints, load_manipulator,
                                        load_state_strict, read_checkpoint, save_checkpoint)
 from ned.manipulate.dataset import (DataOptions, WindowDataset, cache_path, discover_clips, extract_expressions,
@@ -665,6 +665,7 @@ class Trainer:
                           "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
                           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
         payload.update(version=CHECKPOINT_VERSION, epoch=epoch, step=self.step, backend=self.options.backend,
+                       backend_fingerprint=backend_fingerprint(self.options.backend),
                        arch=self.arch.to_dict(), options=self.options.to_dict(),
                        mouth_indices=tuple(self.mouth_indices), emotions=EMOTIONS, finetuned=self.finetuned)
         return payload
@@ -834,7 +835,7 @@ def train_manipulator(data: DataOptions, options: TrainOptions, *, extractor: Ca
     """
     info, device = init_distributed(options.device)
     extractor = extractor or get_extractor(options.backend)
-    cache_dir = data.cache_dir or options.checkpoints_dir / "expressions" / options.backend
+    cache_dir = data.cache_dir or options.checkpoints_dir / "expressions" / backend_fingerprint(options.backend)
     clips = discover_clips(data.root, data.labels_csv, views=data.views)
     logger.info("%d labelled clips of %d actors under %s", len(clips), len({c.actor for c in clips}), data.root)
     extract_expressions(clips[info.rank::info.world_size], extractor, cache_dir, workers=data.workers,

@@ -3,10 +3,13 @@
 :class:`NeuralRenderer` loads the EMA generator of a checkpoint written by
 ``ned train-renderer`` and renders a clip frame by frame (it keeps the previous frame's
 conditioning and output, as in training; :meth:`NeuralRenderer.reset` at each clip).
-Its output is an aligned crop like the warp stage's, and :func:`composite_crop`
-un-aligns and blends it into the frame with :mod:`ned.render.blend`, returning the
-training-free renderer's :class:`~ned.render.warp_renderer.RenderedFace`, so blending,
-audio and provenance are shared by both renderers.
+Its output is a face crop (the preprocessing crop, at the trained size), and
+:func:`composite_crop` un-aligns and blends it into the frame with
+:mod:`ned.render.blend`, returning the training-free renderer's
+:class:`~ned.render.warp_renderer.RenderedFace`, so blending, audio and provenance are
+shared by both renderers. :meth:`NeuralRenderer.render_frame` does the whole frame step
+(crop, NMFC / shape / eye images of the edited mesh, the training-free warp, network,
+composite) with the same arguments and result as ``WarpRenderer.render`` plus the crop matrix.
 
 Convention: crops are ``(S, S, 3) uint8`` RGB at the size the renderer was trained at;
 eye landmarks ``(N, 2)`` crop pixels; matrices ``(2, 3)`` pixel affines ``<dst>_from_<src>``.
@@ -67,6 +70,8 @@ class NeuralRenderer:
         self.source = source
         self.step = step
         self.use_amp = device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self._warp_renderer: Any = None
         self._cond_history: list[torch.Tensor] = []
         self._prev_output: torch.Tensor | None = None
 
@@ -168,11 +173,79 @@ class NeuralRenderer:
         history = [cond] + self._cond_history
         history += [history[-1]] * (k - len(history))  # first frames: repeat the oldest
         prev = self._prev_output if self._prev_output is not None else initial_previous(warp, cond)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             out = self.generator(torch.cat(history[:k], dim=1), prev, warp).float()
         self._cond_history = history[: k - 1]
         self._prev_output = out
         return (out[0].clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).cpu().numpy()
+
+
+    def render_frame(self, frame: np.ndarray, src_landmarks: np.ndarray, dst_landmarks: np.ndarray,
+                     crop_from_frame: np.ndarray, *, crop_size: int = 256,
+                     blend_options: BlendOptions = BlendOptions(), mask_scale: float = 1.12) -> RenderedFace:
+        """Render the next frame of the clip into the full frame (``WarpRenderer.render``'s contract).
+
+        Steps: cut the crop (``crop_from_frame`` rescaled to the trained size), rasterise
+        the NMFC and shape images and the eye landmarks of ``dst_landmarks`` as
+        preprocessing does, warp the crop from ``src`` to ``dst`` with the training-free
+        renderer (warp-guided renderers), :meth:`render`, then :func:`composite_crop`
+        inside the ``dst`` face oval scaled by ``mask_scale``.
+
+        Args:
+            frame: ``(H, W, 3) uint8`` RGB.
+            src_landmarks: ``(478, 2|3)`` tracked landmarks in frame pixels (468 mesh + iris).
+            dst_landmarks: ``(478, 2|3)`` the edited landmarks, same layout.
+            crop_from_frame: ``(2, 3)`` frame pixels -> the preprocessing crop of side
+                ``crop_size`` (``face3d/`` ``crop_from_frame``, or the tracker's box).
+            crop_size: side of the crop ``crop_from_frame`` maps to.
+            blend_options: how the face is composited.
+            mask_scale: blend outline = the edited face oval scaled about its centroid, > 0.
+
+        Returns:
+            :class:`RenderedFace`; non-finite landmarks (no face) pass the frame through.
+
+        Raises:
+            ValueError: bad shapes.
+        """
+        from ned.face.align import transform_points
+        from ned.face.landmarks import FACE_OVAL
+        from ned.face.mask import eye_landmarks
+        from ned.morph.raster import render_nmfc, render_shape
+
+        check_array(frame, "H W 3", np.uint8, name="frame")
+        src, dst = np.asarray(src_landmarks), np.asarray(dst_landmarks)
+        if src.shape != dst.shape or src.ndim != 2 or src.shape[0] != 478 or src.shape[1] not in (2, 3):
+            raise ValueError(f"landmarks: expected two (478, 2|3) arrays, got {src.shape} and {dst.shape}")
+        if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+            h, w = frame.shape[:2]
+            return RenderedFace(frame=frame.copy(), mask=np.zeros((h, w), np.float32), box=np.zeros(4, np.int32))
+        # Exactly as in training: crop, NMFC and shape at the preprocessing size, then
+        # area-resampled to the trained size; eyes and the warp at the trained size.
+        s, cs = self.size, int(crop_size)
+        m_full = check_array(np.asarray(crop_from_frame, np.float64), "2 3", name="crop_from_frame")
+        m = m_full * (s / cs)
+        crop_full = cv2.warpAffine(frame, m_full, (cs, cs), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        dst_full = transform_points(dst, m_full)
+        if dst_full.shape[1] == 2:
+            dst_full = np.concatenate([dst_full, np.zeros((478, 1), np.float32)], axis=1)
+
+        def down(img: np.ndarray) -> np.ndarray:
+            return img if cs == s else cv2.resize(img, (s, s), interpolation=cv2.INTER_AREA)
+
+        crop = down(crop_full)
+        nmfc, shape = down(render_nmfc(dst_full[:468], (cs, cs))), down(render_shape(dst_full[:468], (cs, cs)))
+        src_c, dst_c = transform_points(src, m), transform_points(dst, m)
+        warped = None
+        if self.use_warp:
+            if self._warp_renderer is None:
+                from ned.render.dataset import MeshWarpProvider
+
+                self._warp_renderer = MeshWarpProvider().renderer
+            warped = self._warp_renderer.render(crop, src_c, dst_c).frame
+        out = self.render(nmfc, shape, eye_landmarks(dst_c), warped)
+        oval = dst_c[FACE_OVAL, :2].astype(np.float64)
+        centre = oval.mean(axis=0)
+        return composite_crop(frame, out, m, centre + (oval - centre) * mask_scale, blend_options)
 
 
 def face_polygon_from_nmfc(nmfc: np.ndarray) -> np.ndarray | None:
