@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ned.errors import InputError, ModelFileError
-from ned.manipulate.backends import backend_input_dim, get_extractor
+from ned.manipulate.backends import backend_fingerprint, backend_input_dim, get_extractor
 from ned.manipulate.checkpoint import load_manipulator, read_checkpoint
 from ned.manipulate.dataset import (ClipData, ClipRecord, DataOptions, WindowDataset, cache_path, discover_clips,
                                     extract_expressions, load_clips, make_synthetic_clips, parse_mead_path,
@@ -417,6 +417,18 @@ class TestBackends:
         with pytest.raises(ValueError, match="unknown expression backend"):
             backend_input_dim("flame")
 
+    def test_fingerprint(self):
+        assert backend_fingerprint("deca") == "deca"
+        assert backend_fingerprint("face3d").startswith("face3d")
+
+    def test_face3d_on_a_real_clip(self, shared_media):
+        clip = shared_media / "mead_crops" / "W009_front_happy_level3_001.mp4"
+        if not clip.is_file() or backend_input_dim("face3d") is None:
+            pytest.skip("MEAD crop or face model not available")
+        x = get_extractor("face3d")(clip)
+        assert x.dtype == np.float32 and x.shape[1] == backend_input_dim("face3d") and len(x) > 50
+        assert np.isfinite(x).all()
+
     def test_deca_without_files(self, tmp_path):
         with pytest.raises(ModelFileError, match="--deca_dir"):
             get_extractor("deca")(tmp_path / "a.mp4")
@@ -539,7 +551,7 @@ def write_dataset(root: Path, cache: Path) -> None:
 
 
 def test_train_manipulator_end_to_end(tmp_path):
-    write_dataset(tmp_path / "data", tmp_path / "ckpt" / "expressions" / "face3d")
+    write_dataset(tmp_path / "data", tmp_path / "ckpt" / "expressions" / backend_fingerprint("face3d"))
     options = tiny_options(tmp_path / "ckpt", epochs=1, val_actors=("A1",), max_steps=3)
     report = train_manipulator(DataOptions(root=tmp_path / "data", hop=5), options, extractor=fatal_extract, quiet=True)
     assert report.steps == 3 and report.val_losses and report.checkpoints[-1].name == "01_nets.pth"

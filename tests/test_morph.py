@@ -271,7 +271,7 @@ class TestSolveBoxQP:
         lo, hi = np.zeros(12), np.full(12, 1.5)
         lo[0] = -1.5
         y = rng.normal(size=(40, 60))
-        w = solve_box_qp(a.T @ a, y @ a, lo, hi, iterations=30, sweeps=2)
+        w = solve_box_qp(a.T @ a, y @ a, lo, hi)
         ref = np.array([lsq_linear(a, yy, bounds=(lo, hi), tol=1e-12).x for yy in y])
         assert np.abs(w - ref).max() < 1e-5
 

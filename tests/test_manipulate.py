@@ -1,0 +1,325 @@
+"""Tests of the training-free manipulators: emotions, label- and reference-driven edits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ned.errors import InputError, ModelFileError
+from ned.manipulate.emotions import (
+    EMOTIONS,
+    NED_EMOTIONS,
+    EmotionSpec,
+    EmotionTargets,
+    emfacs_pattern,
+    load_emotion_targets,
+    parse_emotion,
+    parse_emotions,
+    targets_from_json,
+)
+from ned.manipulate.label import (
+    MIN_FRAMES,
+    ManipulateOptions,
+    manipulate_labels,
+    neutral_baseline,
+    segment_weights,
+    split_dynamics,
+)
+from ned.manipulate.reference import manipulate_reference, time_map
+from ned.morph.rig import EMOTION_SHAPES, KEPT_SHAPES, Blendshape, load_rig, shape_mask
+
+K = len(Blendshape)
+FPS = 25.0
+EMO = shape_mask(EMOTION_SHAPES)
+KEPT = shape_mask(KEPT_SHAPES)
+# Largest allowed frame-to-frame change of any weight at a segment boundary, for a
+# 0.5 s raised-cosine crossfade (12.5 frames): pi/2 / 12.5 * |target jump| < 0.13 * jump.
+MAX_STEP_PER_UNIT_JUMP = 0.15
+
+
+def _source(t: int = 100, seed: int = 0) -> np.ndarray:
+    """A plausible expression sequence: speech oscillating, small emotion noise, blinks."""
+    rng = np.random.default_rng(seed)
+    x = np.clip(rng.normal(0.1, 0.05, size=(t, K)), 0, None).astype(np.float32)
+    time = np.arange(t) / FPS
+    x[:, Blendshape.JAW_OPEN] = 0.3 + 0.25 * np.sin(2 * np.pi * 4 * time)
+    x[:, Blendshape.LIPS_PART] = 0.2 + 0.15 * np.sin(2 * np.pi * 3 * time + 1)
+    x[:, Blendshape.MOUTH_SHIFT] = 0.05 * np.sin(time)
+    x[::30, Blendshape.EYE_BLINK_L] = 1.0
+    x[::30, Blendshape.EYE_BLINK_R] = 1.0
+    return x
+
+
+@pytest.fixture(scope="module")
+def targets() -> EmotionTargets:
+    """Synthetic targets (independent of the calibrated file): EMFACS patterns x 0.6."""
+    return EmotionTargets({e: 0.6 * emfacs_pattern(e) for e in EMOTIONS if e != "neutral"}, 20.0, "test")
+
+
+# ---------------------------------------------------------------------------- emotions
+class TestParseEmotion:
+    @pytest.mark.parametrize("text,name,intensity", [
+        ("happy", "happy", 1.0), ("Happy:0.5", "happy", 0.5), ("surprise", "surprised", 1.0),
+        ("fearful:1.5", "fear", 1.5), ("disgust:0", "disgusted", 0.0), ("contempt", "contempt", 1.0),
+    ])
+    def test_unit(self, text, name, intensity):
+        spec = parse_emotion(text)
+        assert spec == EmotionSpec(name, intensity)
+
+    def test_all_ned_emotions(self):
+        assert [parse_emotion(e).name for e in NED_EMOTIONS] == list(NED_EMOTIONS)
+        assert str(EmotionSpec("happy", 0.5)) == "happy:0.5" and str(EmotionSpec("sad")) == "sad"
+
+    def test_unknown_lists_valid(self):
+        with pytest.raises(InputError) as err:
+            parse_emotion("joyous")
+        for e in EMOTIONS:
+            assert e in str(err.value)
+
+    @pytest.mark.parametrize("text", ["happy:2", "happy:-0.1", "happy:abc", "happy:nan"])
+    def test_bad_intensity(self, text):
+        with pytest.raises(InputError, match="intensity"):
+            parse_emotion(text)
+
+    def test_parse_many(self):
+        assert [s.name for s in parse_emotions(["happy", "angry:0.3"])] == ["happy", "angry"]
+        with pytest.raises(InputError, match="no target emotion"):
+            parse_emotions([])
+
+    def test_spec_validation(self):
+        with pytest.raises(ValueError):
+            EmotionSpec("joy")
+        with pytest.raises(ValueError):
+            EmotionSpec("happy", 3.0)
+
+
+class TestTargets:
+    def test_packaged_targets(self):
+        t = load_emotion_targets()
+        for e in EMOTIONS:
+            off = t.offset(e)
+            assert off.shape == (K,)
+            assert np.all(off[KEPT] == 0)  # never touches speech, blinks, gaze
+        assert np.all(t.offset("neutral") == 0)
+        happy = t.offset("happy")
+        assert happy[Blendshape.LIP_CORNER_PULL_L] > 0.3 and happy[Blendshape.LIP_CORNER_PULL_R] > 0.3
+        assert t.offset("surprised")[Blendshape.BROW_INNER_UP_L] > 0.1
+
+    def test_emfacs(self):
+        p = emfacs_pattern("happy")
+        assert p[Blendshape.CHEEK_RAISE_L] == 1 and p[Blendshape.LIP_CORNER_PULL_R] == 1 and p.sum() == 4
+        assert emfacs_pattern("neutral").sum() == 0
+
+    def test_json_round_trip(self, tmp_path):
+        data = {"baseline_percentile": 10, "targets": {"happy": {"LIP_CORNER_PULL_L": 0.5, "JAW_OPEN": 1.0}}}
+        path = tmp_path / "t.json"
+        path.write_text(json.dumps(data))
+        t = load_emotion_targets(path)
+        assert t.baseline_percentile == 10
+        assert t.offset("happy")[Blendshape.LIP_CORNER_PULL_L] == pytest.approx(0.5)
+        assert t.offset("happy")[Blendshape.JAW_OPEN] == 0  # speech is dropped
+        with pytest.raises(InputError, match="no calibrated target"):
+            t.offset("sad")
+
+    def test_bad_files(self, tmp_path):
+        with pytest.raises(ModelFileError, match="not found"):
+            load_emotion_targets(tmp_path / "missing.json")
+        with pytest.raises(ModelFileError, match="not an emotion-targets"):
+            targets_from_json({"targets": {"happy": {"NOT_A_SHAPE": 1}}, "baseline_percentile": 20}, "x")
+
+
+# ---------------------------------------------------------------------------- segments
+class TestSegmentWeights:
+    @pytest.mark.parametrize("t,s", [(10, 1), (100, 2), (101, 3), (250, 4)])
+    def test_partition_of_unity(self, t, s):
+        w = segment_weights(t, s, FPS, 0.5)
+        assert w.shape == (t, s)
+        assert np.allclose(w.sum(1), 1.0) and (w >= 0).all()
+
+    def test_equal_parts(self):
+        w = segment_weights(120, 3, FPS, 0.0)
+        assert np.array_equal(w.argmax(1), np.repeat([0, 1, 2], 40))
+        assert set(np.unique(w)) == {0.0, 1.0}
+
+    def test_smooth_transition(self):
+        w = segment_weights(200, 2, FPS, 0.5)
+        step = np.abs(np.diff(w[:, 1])).max()
+        assert step < MAX_STEP_PER_UNIT_JUMP
+        assert w[100 - 3, 1] > 0 and w[100 + 3, 0] > 0  # the crossfade straddles the boundary
+        assert w[0, 0] == 1 and w[-1, 1] == 1
+
+    def test_exceptions(self):
+        with pytest.raises(ValueError):
+            segment_weights(0, 1, FPS, 0.5)
+        with pytest.raises(ValueError):
+            segment_weights(10, 1, 0.0, 0.5)
+
+
+class TestHelpers:
+    def test_baseline_and_dynamics(self):
+        x = np.tile(np.linspace(0, 1, 50)[:, None], (1, 3))
+        assert np.allclose(neutral_baseline(x, 0), 0.0)
+        slow, fast = split_dynamics(x, 5)
+        assert np.allclose(slow + fast, x)
+        assert np.abs(fast[5:-5]).max() < 1e-9  # a ramp is all "slow"
+
+
+# ---------------------------------------------------------------------------- label
+class TestManipulateLabels:
+    def test_intensity_zero_is_identity(self, targets):
+        src = _source()
+        out = manipulate_labels(src, [EmotionSpec("happy", 0.0)], FPS, targets=targets)
+        assert np.array_equal(out, src)
+        out = manipulate_labels(src, [EmotionSpec("sad")], FPS, ManipulateOptions(intensity=0.0), targets)
+        assert np.array_equal(out, src)
+
+    def test_speech_blinks_gaze_kept(self, targets):
+        src = _source()
+        for e in EMOTIONS:
+            out = manipulate_labels(src, [EmotionSpec(e, 1.5)], FPS, targets=targets)
+            assert np.array_equal(out[:, KEPT], src[:, KEPT]), e
+
+    def test_emotion_applied(self, targets):
+        src = _source()
+        out = manipulate_labels(src, [EmotionSpec("happy")], FPS, targets=targets)
+        gain = out[:, Blendshape.LIP_CORNER_PULL_L].mean() - src[:, Blendshape.LIP_CORNER_PULL_L].mean()
+        assert gain == pytest.approx(0.6, abs=0.1)
+        half = manipulate_labels(src, [EmotionSpec("happy", 0.5)], FPS, targets=targets)
+        assert half[:, Blendshape.LIP_CORNER_PULL_L].mean() == pytest.approx(
+            (src[:, Blendshape.LIP_CORNER_PULL_L].mean() + out[:, Blendshape.LIP_CORNER_PULL_L].mean()) / 2, abs=0.02)
+
+    def test_neutral_removes_expression(self, targets):
+        src = _source()
+        src[:, Blendshape.BROW_DOWN_L] = 0.05
+        src[40:80, Blendshape.BROW_DOWN_L] = 0.8  # a frown in the middle
+        opts = ManipulateOptions(keep_dynamics=0.0)
+        out = manipulate_labels(src, [EmotionSpec("neutral")], FPS, opts, targets)
+        assert out[40:80, Blendshape.BROW_DOWN_L].max() < 0.1
+
+    def test_bounds(self, targets):
+        rig = load_rig()
+        out = manipulate_labels(_source(), [EmotionSpec("angry", 1.5)], FPS, targets=targets)
+        assert (out >= rig.lower).all() and (out <= rig.upper).all()
+
+    def test_deterministic(self, targets):
+        src = _source()
+        segs = [EmotionSpec("happy"), EmotionSpec("sad", 0.7), EmotionSpec("surprised")]
+        a = manipulate_labels(src, segs, FPS, ManipulateOptions(seed=1), targets)
+        b = manipulate_labels(src.copy(), segs, FPS, ManipulateOptions(seed=1), targets)
+        assert np.array_equal(a, b)
+
+    def test_segments_and_transitions(self, targets):
+        src = np.zeros((150, K), np.float32)
+        segs = [EmotionSpec("happy"), EmotionSpec("sad"), EmotionSpec("surprised")]
+        out = manipulate_labels(src, segs, FPS, targets=targets)
+        pull, brow = Blendshape.LIP_CORNER_PULL_L, Blendshape.BROW_OUTER_UP_L
+        assert out[10, pull] > 0.5 and out[60:90, pull].max() < 0.05 and out[140, brow] > 0.5
+        jump = np.abs(np.diff(out[:, EMO], axis=0)).max()
+        assert jump < MAX_STEP_PER_UNIT_JUMP * 0.6 * 2  # target jumps are <= 0.6 per weight, twice at most
+        hard = manipulate_labels(src, segs, FPS, ManipulateOptions(transition_s=0.0), targets)
+        assert np.abs(np.diff(hard[:, EMO], axis=0)).max() > 0.5  # the option matters
+
+    @pytest.mark.parametrize("field,value", [("intensity", 2.0), ("transition_s", -1.0), ("baseline_percentile", 80.0),
+                                             ("keep_dynamics", 1.5), ("dynamics_window_s", 0.0), ("seed", 1.5)])
+    def test_options_validation(self, field, value):
+        with pytest.raises(ValueError, match=field):
+            ManipulateOptions(**{field: value})
+
+    def test_keep_dynamics_option(self, targets):
+        src = _source()
+        a = manipulate_labels(src, [EmotionSpec("happy")], FPS, ManipulateOptions(keep_dynamics=1.0), targets)
+        b = manipulate_labels(src, [EmotionSpec("happy")], FPS, ManipulateOptions(keep_dynamics=0.0), targets)
+        assert a[:, EMO].std(0).mean() > b[:, EMO].std(0).mean()
+
+    def test_bad_input(self, targets):
+        with pytest.raises(InputError, match=str(MIN_FRAMES)):
+            manipulate_labels(_source(MIN_FRAMES - 1), [EmotionSpec("happy")], FPS, targets=targets)
+        bad = _source()
+        bad[3] = np.nan
+        with pytest.raises(InputError, match="NaN"):
+            manipulate_labels(bad, [EmotionSpec("happy")], FPS, targets=targets)
+        with pytest.raises(InputError, match="no target"):
+            manipulate_labels(_source(), [], FPS, targets=targets)
+        with pytest.raises(ValueError, match="source expressions"):
+            manipulate_labels(np.zeros((20, 3)), [EmotionSpec("happy")], FPS, targets=targets)
+
+    def test_packaged_targets_work(self):
+        src = _source()
+        out = manipulate_labels(src, [EmotionSpec("happy")], FPS)
+        assert out.dtype == np.float32 and out.shape == src.shape
+        assert out[:, Blendshape.LIP_CORNER_PULL_L].mean() > src[:, Blendshape.LIP_CORNER_PULL_L].mean() + 0.3
+
+
+# ---------------------------------------------------------------------------- reference
+class TestTimeMap:
+    def test_loop_is_pingpong(self):
+        assert time_map(7, 3, "loop").tolist() == [0, 1, 2, 1, 0, 1, 2]
+        assert np.abs(np.diff(time_map(50, 7, "loop"))).max() <= 1  # no jump
+
+    def test_stretch(self):
+        pos = time_map(5, 3, "stretch")
+        assert pos[0] == 0 and pos[-1] == 2 and np.all(np.diff(pos) > 0)
+
+    def test_exceptions(self):
+        with pytest.raises(ValueError, match="mode"):
+            time_map(5, 3, "bounce")
+        with pytest.raises(ValueError):
+            time_map(0, 3)
+
+
+class TestManipulateReference:
+    def _reference(self, t: int = 60) -> np.ndarray:
+        ref = _source(t, seed=5)
+        ref[:, Blendshape.BROW_INNER_UP_L] = 0.05
+        ref[t // 3:, Blendshape.BROW_INNER_UP_L] = 0.85  # expressive after a neutral start
+        return ref
+
+    def test_transfers_relative_emotion(self):
+        src = _source(120)
+        out = manipulate_reference(src, [self._reference()], FPS)
+        # 2/3 of the reference frames are +0.8 above its own baseline
+        gain = out[:, Blendshape.BROW_INNER_UP_L].mean() - neutral_baseline(src, 20)[Blendshape.BROW_INNER_UP_L]
+        assert 0.3 < gain < 0.8
+        assert np.array_equal(out[:, KEPT], src[:, KEPT])
+
+    def test_reference_neutral(self):
+        src = _source(120)
+        ref = np.tile(self._reference()[-1:], (40, 1))  # expressive all the way through
+        plain = manipulate_reference(src, [ref], FPS)
+        neutral = self._reference()[:15]
+        with_neutral = manipulate_reference(src, [ref], FPS, reference_neutral=[neutral])
+        b = Blendshape.BROW_INNER_UP_L
+        assert with_neutral[:, b].mean() > plain[:, b].mean() + 0.5
+
+    def test_intensity_zero_and_determinism(self):
+        src = _source(80)
+        ref = self._reference()
+        assert np.array_equal(manipulate_reference(src, [ref], FPS, intensities=[0.0]), src)
+        a = manipulate_reference(src, [ref, ref[::-1]], FPS, time_mode="stretch")
+        b = manipulate_reference(src, [ref, ref[::-1]], FPS, time_mode="stretch")
+        assert np.array_equal(a, b)
+
+    def test_several_references_smooth(self):
+        src = np.zeros((120, K), np.float32)
+        r1 = np.zeros((30, K), np.float32)
+        r2 = np.zeros((30, K), np.float32)
+        # a frown growing smoothly after a neutral start (its baseline, p20, is 0)
+        r2[:, Blendshape.BROW_DOWN_L] = np.clip(np.linspace(-0.3, 0.9, 30), 0.0, 0.6)
+        out = manipulate_reference(src, [r1, r2], FPS, time_mode="stretch")
+        assert out[:40, Blendshape.BROW_DOWN_L].max() < 0.05 and out[-20:, Blendshape.BROW_DOWN_L].mean() > 0.4
+        assert np.abs(np.diff(out[:, EMO], axis=0)).max() < 0.1
+
+    def test_bad_input(self):
+        src = _source(40)
+        with pytest.raises(InputError, match="no reference"):
+            manipulate_reference(src, [], FPS)
+        with pytest.raises(InputError, match="usable"):
+            manipulate_reference(src, [np.full((5, K), np.nan)], FPS)
+        with pytest.raises(InputError, match="intensity"):
+            manipulate_reference(src, [src], FPS, intensities=[2.0])
+        with pytest.raises(ValueError, match="time_mode"):
+            manipulate_reference(src, [src], FPS, time_mode="bounce")
+        with pytest.raises(InputError, match=str(MIN_FRAMES)):
+            manipulate_reference(src[:5], [src], FPS)

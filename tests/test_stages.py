@@ -1,0 +1,144 @@
+"""The staged commands: preprocess -> manipulate -> postprocess, and the seed's scripts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ned.cli import main
+from ned.errors import InputError, ModelFileError, OutputError
+from ned.layout import count_frame_files, load_npz
+from ned.manipulate.celeb import manipulate_celeb
+from ned.manipulate.plan import ManipulationSpec
+from ned.media import probe, read_comment
+from ned.morph.rig import KEPT_SHAPES
+from ned.postprocess import postprocess_celeb
+from ned.preprocess import PreprocessOptions, preprocess_celeb
+from ned.sample import make_sample_clip
+
+REPO = Path(__file__).resolve().parents[1]
+N = 15
+
+
+@pytest.fixture(scope="module")
+def celeb(tmp_path_factory) -> Path:
+    """A <celeb_path> preprocessed in test mode: one 15-frame sample clip with audio."""
+    root = tmp_path_factory.mktemp("celeb")
+    (root / "videos").mkdir()
+    make_sample_clip(root / "videos" / "clip.mp4", seconds=N / 25, fps=25)
+    preprocess_celeb(root, PreprocessOptions(mode="test", quiet=True))
+    return root
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ref")
+    (root / "videos").mkdir()
+    make_sample_clip(root / "videos" / "ref.mp4", seconds=12 / 25, fps=25)
+    preprocess_celeb(root, PreprocessOptions(mode="reference", quiet=True))
+    return root
+
+
+def _spec(*emotions: str, **kw) -> ManipulationSpec:
+    return ManipulationSpec.from_strings(list(emotions), **kw)
+
+
+def test_manipulate_writes_the_renderer_inputs_and_keeps_speech(celeb):
+    out = manipulate_celeb(celeb, "happy_sad", _spec("happy", "sad"), quiet=True)
+    for folder in ("face3d", "nmfcs", "nmfcs_aligned", "shapes", "shapes_aligned", "eye_landmarks",
+                   "eye_landmarks_aligned"):
+        assert len(list((out / folder).iterdir())) == N, folder
+    f = load_npz(out / "face3d" / "000004.npz")
+    kept = [int(k) for k in KEPT_SHAPES]
+    assert np.array_equal(f["expression"][kept], f["source_expression"][kept])
+    assert not np.array_equal(f["expression"], f["source_expression"])
+    assert not any(p.name.startswith(".") for p in celeb.iterdir() if p.name != ".ned")
+
+
+def test_manipulate_intensity_zero_is_unchanged(celeb):
+    out = manipulate_celeb(celeb, "zero", _spec("angry", intensity=0.0), quiet=True)
+    f = load_npz(out / "face3d" / "000007.npz")
+    assert np.array_equal(f["expression"], f["source_expression"])
+    assert np.allclose(f["landmarks"], f["source_landmarks"], atol=1e-4)
+
+
+def test_existing_exp_name_is_refused_unless_overwrite(celeb):
+    manipulate_celeb(celeb, "twice", _spec("sad"), quiet=True)
+    with pytest.raises(OutputError, match="--overwrite"):
+        manipulate_celeb(celeb, "twice", _spec("sad"), quiet=True)
+    manipulate_celeb(celeb, "twice", _spec("fear"), quiet=True, overwrite=True)
+
+
+def test_missing_preprocessing_says_what_to_run(tmp_path):
+    (tmp_path / "videos").mkdir()
+    with pytest.raises(InputError, match="ned preprocess"):
+        manipulate_celeb(tmp_path, "x", _spec("happy"))
+
+
+def test_reference_driven_and_wrong_mode(celeb, reference):
+    out = manipulate_celeb(celeb, "ref", _spec(references=[reference / "face3d"]),
+                           ref_dirs=(reference / "face3d",), quiet=True)
+    assert len(list((out / "face3d").iterdir())) == N
+    with pytest.raises(InputError, match="--mode reference"):
+        manipulate_celeb(celeb, "badref", _spec(references=[celeb]), ref_dirs=(celeb,), quiet=True)
+    assert not (celeb / "badref").exists()
+
+
+def test_postprocess_writes_folders_and_a_video_like_the_source(celeb):
+    manipulate_celeb(celeb, "post", _spec("surprised"), quiet=True)
+    (video,) = postprocess_celeb(celeb, "post")
+    assert video == celeb / "post" / "clip.mp4"
+    src, dst = probe(celeb / "videos" / "clip.mp4"), probe(video)
+    assert (dst.frame_count, dst.fps, dst.width, dst.height, dst.has_audio) == \
+        (src.frame_count, src.fps, src.width, src.height, True)
+    assert read_comment(video) == "edited by ned 0.1.0: surprised"
+    for folder, ext in (("full_frames", "jpg"), ("images", "png"), ("faces", "png"), ("faces_aligned", "png")):
+        assert count_frame_files(celeb / "post" / folder, ext) == N, folder
+
+
+def test_postprocess_without_manipulation_says_what_to_run(celeb):
+    with pytest.raises(InputError, match="ned manipulate"):
+        postprocess_celeb(celeb, "never_made")
+
+
+def test_seed_manipulator_script_and_checkpoint_folder_rules(celeb, tmp_path):
+    script = REPO / "manipulator" / "test.py"
+    empty = tmp_path / "ckpt"
+    empty.mkdir()
+    args = [sys.executable, str(script), "--celeb", str(celeb), "--checkpoints_dir", str(empty),
+            "--trg_emotions", "happy", "angry", "--exp_name", "seed_form", "--quiet"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert count_frame_files(celeb / "seed_form" / "nmfcs", "png") == N
+    (empty / "notes.txt").write_text("not a checkpoint")
+    code = main(["manipulate", str(celeb), "--checkpoints_dir", str(empty), "--emotion", "happy",
+                 "--exp_name", "bad_ckpt", "--quiet"])
+    assert code == ModelFileError.exit_code
+    assert not (celeb / "bad_ckpt").exists()
+
+
+def test_seed_shell_scripts(tmp_path):
+    celeb = tmp_path / "c"
+    (celeb / "videos").mkdir(parents=True)
+    make_sample_clip(celeb / "videos" / "v.mp4", seconds=10 / 25, fps=25)
+    env_py = str(Path(sys.executable).parent)
+    env = {"PATH": f"{env_py}:/usr/bin:/bin"}
+    assert subprocess.run([str(REPO / "preprocess.sh"), str(celeb), "test", "--quiet"], env=env).returncode == 0
+    assert main(["manipulate", "--celeb", str(celeb), "--emotion", "sad", "--exp_name", "e", "--quiet"]) == 0
+    assert subprocess.run([str(REPO / "postprocess.sh"), str(celeb), "e", "--quiet"], env=env).returncode == 0
+    assert probe(celeb / "e" / "v.mp4").frame_count == 10
+
+
+def test_fewer_than_ten_frames_is_refused(tmp_path):
+    celeb = tmp_path / "short"
+    (celeb / "videos").mkdir(parents=True)
+    make_sample_clip(celeb / "videos" / "s.mp4", seconds=6 / 25, fps=25)
+    preprocess_celeb(celeb, PreprocessOptions(mode="test", quiet=True))
+    with pytest.raises(InputError, match="at least 10"):
+        manipulate_celeb(celeb, "x", _spec("happy"), quiet=True)
+    assert not (celeb / "x").exists()
