@@ -65,7 +65,8 @@ def bench_compute(celeb: Path, options: TrainOptions, device: torch.device, step
     out = {"steps": steps, "seconds": round(seconds, 3), "steps_per_s": round(steps / seconds, 3),
            "windows_per_s": round(steps * options.batch_size / seconds, 2),
            "frames_per_s": round(steps * options.batch_size * options.window / seconds, 2),
-           "amp": trainer.use_amp, "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.use_amp else None,
+           "amp": trainer.use_amp,
+           "amp_dtype": str(trainer.amp_dtype).replace("torch.", "") if trainer.use_amp else None,
            "last_losses": {k: round(v, 4) for k, v in losses.items()},
            "generator_params": sum(p.numel() for p in trainer.generator.parameters())}
     if device.type == "cuda":

@@ -49,6 +49,8 @@ STORE_SCALE = 1.0 / 400.0
 #: global relief: every authored height is multiplied by this (tuned by eye and with the
 #: FER2013 classifier on MEAD clips: creases must read as folds, not drawn lines)
 RELIEF = 0.15
+#: cavity (ambient-occlusion) term of the shading, log gain per IOD of relative depth
+CAVITY = 25.0
 
 
 class Author:
@@ -112,19 +114,19 @@ def forehead_lines(a: Author, inner: bool) -> np.ndarray:
             else:
                 env.append([0.0, 0.1, 0.5, 0.95, 1.0, 0.6][c])
         depth = (0.022, 0.020, 0.014)[k]
-        h += a.crease(pts, 0.014, depth, envelope=np.array(env))
+        h += a.crease(pts, 0.022, depth, envelope=np.array(env))
     return h
 
 
 def glabella(a: Author) -> np.ndarray:
     """AU4: vertical furrow beside the midline, procerus line, brow overhang."""
     furrow = [a.p((107, 0.45), (9, 0.55), up=0.10), a.p((55, 0.4), (8, 0.6)), a.p((193, 0.4), (168, 0.6), up=0.02)]
-    h = a.crease(furrow, 0.014, 0.03, envelope=np.array([0.3, 1.0, 1.0, 0.4]))
+    h = a.crease(furrow, 0.026, 0.03, envelope=np.array([0.3, 1.0, 1.0, 0.4]))
     second = [a.p((107, 0.7), (9, 0.3), up=0.06), a.p((55, 0.65), (8, 0.35), up=-0.02)]
-    h += a.crease(second, 0.011, 0.015)
+    h += a.crease(second, 0.02, 0.015)
     procerus = [a.p((193, 0.8), (168, 0.2), up=-0.01), a.p(168, up=-0.03)]
-    h += a.crease(procerus, 0.012, 0.012, envelope=np.array([0.3, 1.0, 1.0]))
-    h += a.bulge(a.p((55, 0.5), (65, 0.5), up=0.02), (0.14, 0.06), 10.0, 0.02)
+    h += a.crease(procerus, 0.022, 0.014, envelope=np.array([0.3, 1.0, 1.0]))
+    h += a.bulge(a.p((55, 0.5), (65, 0.5), up=0.02), (0.16, 0.08), 10.0, 0.03)
     return h
 
 
@@ -133,8 +135,8 @@ def lower_lid(a: Author, strength: float) -> np.ndarray:
     lid = [a.p(i) for i in (33, 7, 163, 144, 145, 153, 154, 155, 133)]
     bag = [p + np.array([0.0, 0.07 * a.iod]) for p in lid[1:-1]]
     furrow = [p + np.array([0.0, 0.15 * a.iod]) for p in lid[1:-1]]
-    h = a.crease(bag, 0.03, -0.02 * strength, shoulder=0.0)
-    h += a.crease(furrow, 0.016, 0.016 * strength, envelope=np.array([0.2, 0.8, 1.0, 0.8, 0.3]))
+    h = a.crease(bag, 0.035, -0.02 * strength, shoulder=0.0)
+    h += a.crease(furrow, 0.025, 0.016 * strength, envelope=np.array([0.2, 0.8, 1.0, 0.8, 0.3]))
     return h
 
 
@@ -148,7 +150,7 @@ def crows_feet(a: Author) -> np.ndarray:
         if a.flip:
             d[0] = -d[0]
         pts = [corner + d * (0.12 + s * ln) * a.iod for s in (0.0, 0.5, 1.0)]
-        h += a.crease(pts, 0.012, depth, envelope=np.array([0.2, 1.0, 0.7, 0.0]))
+        h += a.crease(pts, 0.017, depth, envelope=np.array([0.2, 1.0, 0.7, 0.0]))
     return h
 
 
@@ -162,10 +164,10 @@ def nasolabial(a: Author, depth: float, upper_only: bool = False) -> np.ndarray:
     fold = [a.p(129, out=0.05, up=0.02), a.p((203, 0.6), (206, 0.4), out=0.03), a.p(216, out=0.0),
             a.p((212, 0.6), (57, 0.4), out=0.02), a.p(202, out=0.02)]
     env = np.array([0.6, 1.0, 1.0, 0.8, 0.4, 0.0]) if not upper_only else np.array([1.0, 1.0, 0.5, 0.0, 0.0, 0.0])
-    h = a.crease(fold, 0.022, depth, envelope=env, shoulder=0.2)
+    h = a.crease(fold, 0.035, depth, envelope=env, shoulder=0.2)
     if not upper_only:
         mass = [p for p in (a.p(203, out=0.16), a.p(206, out=0.15), a.p((216, 0.5), (212, 0.5), out=0.14))]
-        h += a.crease(mass, 0.07, -0.45 * depth, shoulder=0.0)
+        h += a.crease(mass, 0.09, -0.45 * depth, shoulder=0.0)
     return h
 
 
@@ -173,30 +175,30 @@ def bunny_lines(a: Author) -> np.ndarray:
     """AU9: oblique lines on the nasal side wall, lines across the nasal root, alar crease."""
     h = np.zeros((a.size, a.size), np.float32)
     lines = (
-        ([(6, 0.75), (122, 0.25)], [(188, 0.3), (114, 0.7)], 0.016),
-        ([(197, 0.75), (196, 0.25)], [(174, 0.4), (217, 0.6)], 0.014),
-        ([(168, 0.7), (193, 0.3)], [(245, 0.4), (128, 0.6)], 0.012),
+        ([(6, 0.45), (122, 0.55)], [(188, 0.3), (114, 0.7)], 0.016),
+        ([(197, 0.45), (196, 0.55)], [(174, 0.4), (217, 0.6)], 0.014),
+        ([(168, 0.45), (193, 0.55)], [(245, 0.4), (128, 0.6)], 0.012),
     )
     for start, end, depth in lines:
-        h += a.crease([a.p(*start), a.p(*end)], 0.012, depth, envelope=np.array([0.5, 1.0, 0.4]))
+        h += a.crease([a.p(*start), a.p(*end)], 0.02, depth, envelope=np.array([0.0, 1.0, 0.4]))
     for up in (0.0, 0.06):
         root = [a.p((193, 0.7), (168, 0.3), up=up - 0.02), a.p(168, up=up - 0.04)]
-        h += a.crease(root, 0.011, 0.012, envelope=np.array([0.3, 1.0, 1.0]))
+        h += a.crease(root, 0.02, 0.012, envelope=np.array([0.3, 1.0, 1.0]))
     alar = [a.p(48, up=0.03, out=0.02), a.p(64, out=0.03), a.p(98, out=0.01, up=-0.02)]
-    h += a.crease(alar, 0.016, 0.014)
+    h += a.crease(alar, 0.022, 0.014)
     return h
 
 
 def dimple(a: Author, depth: float, length: float = 0.12) -> np.ndarray:
     """AU14/AU20: a short vertical crease just outside the mouth corner."""
     c = a.p(61, out=0.10)
-    return a.crease([c + np.array([0, -length * a.iod]), c, c + np.array([0, length * a.iod])], 0.016, depth)
+    return a.crease([c + np.array([0, -length * a.iod]), c, c + np.array([0, length * a.iod])], 0.022, depth)
 
 
 def corner_shadow(a: Author) -> np.ndarray:
     """AU15: marionette line from the corner down and out, the bulge beside it."""
     line = [a.p(61, out=0.04, up=-0.02), a.p((43, 0.6), (204, 0.4)), a.p((204, 0.4), (211, 0.6))]
-    h = a.crease(line, 0.02, 0.024, envelope=np.array([1.0, 1.0, 0.7, 0.2]), shoulder=0.2)
+    h = a.crease(line, 0.03, 0.024, envelope=np.array([1.0, 1.0, 0.7, 0.2]), shoulder=0.2)
     h += a.bulge(a.p((57, 0.5), (43, 0.5), out=0.1), (0.08, 0.05), 70.0, 0.008)
     return h
 
@@ -205,7 +207,7 @@ def chin(a: Author, seed: int) -> np.ndarray:
     """AU17 (both sides): mentalis dimpling (deterministic bumps), mentolabial sulcus, chin boss."""
     h = np.zeros((a.size, a.size), np.float32)
     sulcus = [a.p(83, up=0.0), a.p(18, up=0.02), a.p(313, up=0.0)]
-    h += a.crease(sulcus, 0.022, 0.028, envelope=np.array([0.3, 1.0, 1.0, 0.3]))
+    h += a.crease(sulcus, 0.03, 0.028, envelope=np.array([0.3, 1.0, 1.0, 0.3]))
     h += a.bulge(a.p((199, 0.5), (175, 0.5)), (0.22, 0.14), 0.0, 0.02)
     rng = np.random.default_rng(seed)
     centre = a.p((199, 0.6), (200, 0.4))
@@ -221,7 +223,7 @@ def lip_press(a: Author) -> np.ndarray:
     upper = [a.p(i, up=0.06) for i in (185, 40, 39, 37, 0, 267, 269, 270, 409)]
     h += a.crease(upper, 0.04, -0.010, shoulder=0.0)
     sulcus = [a.p(83, up=-0.02), a.p(18, up=0.0), a.p(313, up=-0.02)]
-    h += a.crease(sulcus, 0.02, 0.016)
+    h += a.crease(sulcus, 0.028, 0.016)
     return h
 
 
@@ -249,7 +251,8 @@ def build(topo: Topology, size: int) -> dict[str, np.ndarray]:
 def shade(heights: dict[str, np.ndarray], topo: Topology, size: int) -> dict[str, np.ndarray]:
     raster = build_uv_raster(topo, size)
     mask = skin_mask_uv(size, topo)
-    return {k: shading_from_height(h * RELIEF, 1.0 / raster.iod_texels) * mask for k, h in heights.items()}
+    return {k: shading_from_height(h * RELIEF, 1.0 / raster.iod_texels, cavity=CAVITY, cavity_sigma=0.1 * raster.iod_texels) * mask
+            for k, h in heights.items()}
 
 
 def preview(maps: dict[str, np.ndarray], path: Path) -> None:

@@ -535,3 +535,38 @@ def test_mead_happy_clip_reads_happy(shared_media):
     r = evaluate_videos(clip, clip, EvaluateOptions(emotion="happy", max_frames=25, **FAST))
     assert r.emotion.accuracy_in >= 0.9
     assert r.speech.aperture_r == pytest.approx(1.0)
+
+
+class TestFaceFinder:
+    def test_default_is_stateless_detection(self, face_models, portrait):
+        finder = models.FaceFinder(face_models)
+        for _ in range(3):
+            np.testing.assert_array_equal(finder(portrait["rgb"]).box, face_models.detect(portrait["rgb"]).box)
+
+    def test_window_and_scale(self, face_models, portrait):
+        big = np.ascontiguousarray(np.pad(portrait["rgb"], ((200, 200), (300, 300), (0, 0)), mode="edge"))
+        full = face_models.detect(big)
+        finder = models.FaceFinder(face_models, redetect_every=5, face_px=120)
+        boxes = [finder(big).box for _ in range(4)]
+        for box in boxes:
+            np.testing.assert_allclose(box, full.box, atol=0.15 * float(full.box[2] - full.box[0]))
+        assert finder(np.zeros_like(big)) is None
+
+    def test_highest_score_not_largest(self, face_models, portrait):
+        rgb = portrait["rgb"]
+        small = cv2.resize(rgb, (192, 192), interpolation=cv2.INTER_AREA)
+        blurred = cv2.GaussianBlur(rgb, (0, 0), 2.5)  # the larger face, but a weaker detection
+        canvas = np.full((256, 256 + 192, 3), 128, np.uint8)
+        canvas[:, :256] = blurred
+        canvas[32:224, 256:] = small
+        rects, scores, _ = face_models._detector.run(canvas, 0, 0.0)
+        if len(rects) < 2:
+            pytest.skip("dlib did not find both faces")
+        best = rects[int(np.argmax(scores))]
+        det = face_models.detect(canvas)
+        assert det.score == pytest.approx(max(scores))
+        assert det.box[0] == best.left()
+
+    def test_exception(self, face_models):
+        with pytest.raises(ValueError):
+            models.FaceFinder(face_models, face_px=50)

@@ -64,10 +64,14 @@ class EvaluateOptions:
         max_frames: evaluate only the first N frames (None: all).
         stride: analyse every ``stride``-th frame (1: every frame).
         detect_max_side: longer side of the frame for whole-frame face searches (0: full).
-        detect_face_px: the detector scale is fixed per clip so that the face is about this
-            many pixels (faster on large frames; landmarks use the full-size frame).
-        redetect_every: search the whole frame every N analysed frames (in between: a
-            window around the previous face; see :class:`~ned.evaluate.models.FaceFinder`).
+        detect_face_px: None, or fix the detector scale per clip so that the face is about
+            this many pixels (faster for large faces, but FER readings depend on the scale:
+            compare only runs with the same setting; landmarks always use the full frame).
+        redetect_every: 1 (default): search the whole frame on every analysed frame, so
+            each frame's measurement depends on that frame only. N > 1: in between, search
+            a window around the previous face (faster on large frames, but dlib's box then
+            depends on the window, i.e. on the clip's history; see
+            :class:`~ned.evaluate.models.FaceFinder`).
         detect_upsample: dlib pyramid upsampling (1 finds faces down to ~40 px, 4x slower).
         detect_threshold: dlib ``adjust_threshold`` (0: dlib's default decision).
         identity_samples: face embeddings are computed on at most this many analysed
@@ -84,8 +88,8 @@ class EvaluateOptions:
     max_frames: int | None = None
     stride: int = 1
     detect_max_side: int = 640
-    detect_face_px: int = 160
-    redetect_every: int = 10
+    detect_face_px: int | None = None
+    redetect_every: int = 1
     detect_upsample: int = 0
     detect_threshold: float = 0.0
     identity_samples: int = 16
@@ -103,7 +107,7 @@ class EvaluateOptions:
             (self.max_frames is None or self.max_frames >= 1, "max_frames must be >= 1"),
             (self.stride >= 1, "stride must be >= 1"),
             (self.detect_max_side == 0 or self.detect_max_side >= 64, "detect_max_side must be 0 or >= 64"),
-            (self.detect_face_px >= 100, "detect_face_px must be >= 100"),
+            (self.detect_face_px is None or self.detect_face_px >= 100, "detect_face_px must be >= 100"),
             (self.redetect_every >= 1, "redetect_every must be >= 1"),
             (0 <= self.detect_upsample <= 2, "detect_upsample must be 0, 1 or 2"),
             (self.identity_samples >= 0, "identity_samples must be >= 0"),

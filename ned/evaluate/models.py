@@ -277,20 +277,24 @@ class DlibFaceModels:
 
 
 class FaceFinder:
-    """Follows the highest-scoring face through a clip at a fraction of the detector cost.
+    """Finds the highest-scoring face frame after frame, optionally at a lower cost.
 
-    The first detection searches the whole frame (downscaled to ``max_side``) and fixes
-    the clip's detector scale so that the face is about ``face_px`` pixels for dlib.
-    Later frames search only a window of twice the previous box, and the whole frame
-    again every ``redetect_every`` frames or when the window finds nothing, so the
-    result stays the frame's highest-scoring face. Use one finder per clip, and the same
-    settings for clips that are compared.
+    Frames are searched downscaled to ``max_side``. By default every frame is searched
+    whole (stateless: a frame's box depends on that frame only). With ``redetect_every``
+    N > 1, the frames in between search only a window of twice the previous box (the
+    whole frame again when the window finds nothing), which is faster on large frames
+    but makes the box depend on the window's position. Optionally (``face_px``) the first detection fixes the
+    clip's detector scale so that the face is about ``face_px`` pixels: faster for large
+    faces, but dlib's boxes are quantised by its image pyramid, so boxes (and the FER
+    readings on them, which are sensitive to the crop) change with that scale. Use one
+    finder per clip, and the same settings for clips that are compared.
 
     Args:
         models: the dlib models.
         max_side: longer side of the image for whole-frame searches, pixels (0: full).
-        face_px: face size the detector scale aims at (>= 100; dlib needs ~80).
-        redetect_every: whole-frame search period in frames (1: every frame).
+        face_px: face size the detector scale aims at (>= 100; dlib needs ~80), or None
+            to keep the ``max_side`` scale.
+        redetect_every: whole-frame search period in frames (1: every frame, stateless).
         upsample, threshold: see :meth:`DlibFaceModels.detect`.
     """
 
@@ -299,12 +303,12 @@ class FaceFinder:
         models: DlibFaceModels,
         *,
         max_side: int = 640,
-        face_px: int = 160,
-        redetect_every: int = 10,
+        face_px: int | None = None,
+        redetect_every: int = 1,
         upsample: int = 0,
         threshold: float = 0.0,
     ) -> None:
-        if face_px < 100 or redetect_every < 1:
+        if (face_px is not None and face_px < 100) or redetect_every < 1:
             raise ValueError(f"FaceFinder: face_px must be >= 100 and redetect_every >= 1, got {face_px}, "
                              f"{redetect_every}")
         self._models = models
@@ -321,7 +325,7 @@ class FaceFinder:
         full_scale = min(1.0, self._max_side / max(rgb.shape[:2])) if self._max_side > 0 else 1.0
         scale = self._scale or full_scale
         found = None
-        if self._box is not None and self._since_full < self._redetect_every:
+        if self._box is not None and self._since_full < self._redetect_every - 1:
             cx, cy = (self._box[:2] + self._box[2:]) / 2
             half = float(max(self._box[2:] - self._box[:2]))
             roi = np.array([cx - half, cy - half, cx + half, cy + half])
@@ -332,7 +336,7 @@ class FaceFinder:
             if found is None and scale < full_scale:  # the face shrank below the clip's scale
                 found = self._models.detect(rgb, scale=full_scale, **self._kw)
             self._since_full = 0
-        if found is not None and self._scale is None:
+        if found is not None and self._scale is None and self._face_px is not None:
             side = float(max(found.box[2:] - found.box[:2]))
             self._scale = min(full_scale, self._face_px / max(side, 1.0))
         self._box = found.box if found is not None else None

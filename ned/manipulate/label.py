@@ -31,7 +31,7 @@ import numpy as np
 
 from ned.errors import InputError
 from ned.manipulate.emotions import MAX_INTENSITY, EmotionSpec, EmotionTargets, load_emotion_targets
-from ned.morph.rig import EMOTION_SHAPES, Blendshape, Rig, load_rig, shape_mask
+from ned.morph.rig import EMOTION_SHAPES, Rig, load_rig, shape_mask
 from ned.types import check_array
 
 __all__ = [

@@ -25,7 +25,6 @@ import numpy as np
 from ned.errors import InputError
 from ned.manipulate.emotions import MAX_INTENSITY
 from ned.manipulate.label import (
-    MIN_FRAMES,
     ManipulateOptions,
     _check_source,
     blend_towards,
@@ -97,7 +96,7 @@ def manipulate_reference(
     """Reference-driven manipulation of a clip's expression weights (see the module doc).
 
     Args:
-        source: (T, K) target clip weights, T >= :data:`MIN_FRAMES`.
+        source: (T, K) target clip weights, T >= :data:`ned.manipulate.label.MIN_FRAMES`.
         references: one (T_r, K) weight array per segment, T_r >= 1.
         fps: the target clip's frame rate (> 0).
         options: manipulation options (``keep_dynamics`` is not used: the reference

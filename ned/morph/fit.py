@@ -25,12 +25,12 @@ between the landmarks and the fitted model.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ned.morph.rig import KEPT_SHAPES, Rig, load_rig, shape_mask
-from ned.morph.topology import NUM_VERTICES, Topology, load_topology
+from ned.morph.topology import NUM_VERTICES, Topology, eye_centres, inner_lip_gaps, load_topology
 from ned.types import check_array
 
 __all__ = [
@@ -336,8 +336,6 @@ def iris_follow(landmarks: np.ndarray, moved_mesh: np.ndarray) -> np.ndarray:
     Returns:
         Same shape as ``landmarks``: ``moved_mesh`` then the shifted iris points.
     """
-    from ned.morph.topology import eye_centres
-
     out = np.array(landmarks, dtype=np.float64, copy=True)
     out[..., :NUM_VERTICES, :] = moved_mesh
     if out.shape[-2] > NUM_VERTICES:
@@ -400,8 +398,6 @@ def estimate_identity(
     mobile = np.ones(NUM_VERTICES, bool)
     mobile[rigid] = False
     dev = np.sqrt(((aligned[:, mobile] - ref[mobile]) ** 2).sum(-1).mean(-1))
-    from ned.morph.topology import inner_lip_gaps
-
     aperture = np.abs(inner_lip_gaps(aligned)[..., 1]).mean(-1)
     score = dev / max(np.median(dev), 1e-9) + aperture / max(np.median(aperture), 1e-9)
     keep = np.argsort(score)[: max(1, int(round(options.identity_fraction * len(aligned))))]

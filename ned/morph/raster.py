@@ -83,31 +83,42 @@ def rasterise_ids(vertices: np.ndarray, triangles: np.ndarray, size: tuple[int, 
 
 
 def _interpolate(vertices: np.ndarray, triangles: np.ndarray, colours: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Barycentric interpolation of per-vertex ``colours (N, C)`` over the visible mesh."""
+    """Barycentric interpolation of per-vertex ``colours (N, C)`` over the visible mesh.
+
+    Inside a triangle the colour is an affine function of ``(x, y)``; its 3 x C
+    coefficients are solved once per triangle, then every covered pixel evaluates its
+    triangle's function (values just outside a triangle's edge extrapolate slightly and
+    are clipped to the vertex colours' range by the callers).
+    """
     h, w = size
-    ids = rasterise_ids(vertices, triangles, size)
-    out = np.zeros((h, w, colours.shape[1]), np.float32)
-    rows, cols = np.nonzero(ids >= 0)
-    if len(rows) == 0:
-        return out
-    k = ids[rows, cols]
+    ids = rasterise_ids(vertices, triangles, size).ravel()
+    c = colours.shape[1]
+    out = np.zeros((h * w, c), np.float32)
+    flat = np.flatnonzero(ids >= 0)
+    if flat.size == 0:
+        return out.reshape(h, w, c)
     v = vertices[:, :2].astype(np.float64)
-    t = triangles[k]
-    p0, p1, p2 = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    p0, p1, p2 = v[triangles[:, 0]], v[triangles[:, 1]], v[triangles[:, 2]]
     e1, e2 = p1 - p0, p2 - p0
     det = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
     det = np.where(np.abs(det) < 1e-12, 1e-12, det)
-    dx, dy = cols - p0[:, 0], rows - p0[:, 1]
-    l1 = np.clip((dx * e2[:, 1] - dy * e2[:, 0]) / det, 0.0, 1.0)
-    l2 = np.clip((e1[:, 0] * dy - e1[:, 1] * dx) / det, 0.0, 1.0)
-    s = l1 + l2
-    over = s > 1.0
-    l1[over] /= s[over]
-    l2[over] /= s[over]
-    l0 = 1.0 - l1 - l2
-    col = (l0[:, None] * colours[t[:, 0]] + l1[:, None] * colours[t[:, 1]] + l2[:, None] * colours[t[:, 2]])
-    out[rows, cols] = col
-    return out
+    # barycentric l1 = (dx e2y - dy e2x) / det, l2 = (e1x dy - e1y dx) / det, d = p - p0
+    a1, b1 = e2[:, 1] / det, -e2[:, 0] / det
+    a2, b2 = -e1[:, 1] / det, e1[:, 0] / det
+    c0 = colours[triangles[:, 0]].astype(np.float64)
+    d1 = colours[triangles[:, 1]] - c0
+    d2 = colours[triangles[:, 2]] - c0
+    # colour = c0 + l1 d1 + l2 d2 = gx * x + gy * y + g0 (per triangle, per channel)
+    gx = a1[:, None] * d1 + a2[:, None] * d2
+    gy = b1[:, None] * d1 + b2[:, None] * d2
+    g0 = c0 - gx * p0[:, :1] - gy * p0[:, 1:2]
+    coef = np.stack([gx, gy, g0], axis=1).astype(np.float32)  # (F, 3, C)
+    k = ids[flat]
+    xs = (flat % w).astype(np.float32)
+    ys = (flat // w).astype(np.float32)
+    ck = coef[k]
+    out[flat] = ck[:, 0] * xs[:, None] + ck[:, 1] * ys[:, None] + ck[:, 2]
+    return out.reshape(h, w, c)
 
 
 def render_nmfc(
@@ -134,8 +145,8 @@ def render_nmfc(
     """
     h, w = _check(vertices, size)
     topo = topology or load_topology()
-    img = _interpolate(vertices, _triangles(topo, tuple(holes)), _nmfc_table(topo), (h, w))
-    return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    img = _interpolate(vertices, _triangles(topo, tuple(holes)), _nmfc_table(topo) * 255.0, (h, w))
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
 def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
@@ -168,7 +179,7 @@ def render_shape(
     topo = topology or load_topology()
     tri = _triangles(topo, tuple(holes))
     n = vertex_normals(vertices, tri)
-    shade = (AMBIENT + DIFFUSE * np.clip(n @ LIGHT_DIR, 0.0, 1.0)).astype(np.float32)
-    img = _interpolate(vertices, tri, shade[:, None], (h, w))[..., 0]
-    grey = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return np.repeat(grey[:, :, None], 3, axis=2)
+    shade = 255.0 * (AMBIENT + DIFFUSE * np.clip(n @ LIGHT_DIR, 0.0, 1.0))
+    img = _interpolate(vertices, tri, shade[:, None], (h, w))
+    grey = np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    return np.repeat(grey, 3, axis=2)

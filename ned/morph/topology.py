@@ -14,8 +14,10 @@ left = image right = ``x > 0``.
 
 The data file ``ned/data/face_topology.npz`` is built by ``scripts/build_topology.py``
 from the MediaPipe face mesh of scikit-image's ``astronaut()`` photo (public domain),
-symmetrised and with the lips closed; this module holds the pure functions that script
-uses and :func:`load_topology` that everyone else uses.
+symmetrised and with the lips closed (it also stores ``canonical_open``, the symmetrised
+photo mesh before that, smiling with the mouth open, and ``group_face_outline``, the
+mesh's outer boundary loop); this module holds the pure functions that script uses and
+:func:`load_topology` that everyone else uses.
 
 Triangles cover the whole face oval, the mouth and eye openings included (so a warp
 covers every pixel); ``mouth_triangles`` / ``eye_triangles`` flag the ones inside the

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -508,7 +507,7 @@ class RendererDataset(torch.utils.data.Dataset):
         use_warp: produce ``"warp"``.
         warp_provider: the warp (default :class:`NmfcWarpProvider`).
         warp_max_offset: largest distance in frames between a frame and the frame warped
-            onto it (0: anywhere in the clip); never 0 itself.
+            onto it (0: anywhere in the clip); a frame is never its own source.
         seed: the run's seed.
         frame_ids: only windows lying wholly in these frames (e.g. a training split); None: all.
         source_ids: frames that may be warped onto a window (None: ``frame_ids``); keeps
@@ -546,7 +545,7 @@ class RendererDataset(torch.utils.data.Dataset):
         self.warp_max_offset = int(warp_max_offset)
         self.seed = int(seed)
         self.cache_frames = cache_frames
-        self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.epoch = 0
         allowed = set(range(len(frames))) if frame_ids is None else set(int(i) for i in frame_ids)
         self.sources = allowed if source_ids is None else set(int(i) for i in source_ids)
@@ -694,7 +693,8 @@ def write_synthetic_celeb(root: str | Path, n_frames: int = 8, crop_size: int = 
             pupils = np.array([[cx - 0.36 * rx, cy - 0.25 * ry], [cx + 0.36 * rx, cy - 0.25 * ry]])
             points = np.concatenate([eyes[0], eyes[1], pupils])
             name = f"{index:06d}"
-            cv2.imwrite(str(root / "images" / f"{name}.png"), cv2.cvtColor((img * 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
+            rgb = (img * 255).astype(np.uint8)
+            cv2.imwrite(str(root / "images" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             cv2.imwrite(str(root / "nmfcs" / f"{name}.png"), cv2.cvtColor(nmfc, cv2.COLOR_RGB2BGR))
             cv2.imwrite(str(root / "shapes" / f"{name}.png"), cv2.cvtColor(shade, cv2.COLOR_RGB2BGR))
             cv2.imwrite(str(root / "masks" / f"{name}.png"), (inside * 255).astype(np.uint8))

@@ -134,7 +134,9 @@ def load_vgg19_features(path: str | Path) -> VGG19Features:
     """
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: VGG19 weights not found; pass a torchvision vgg19 state dict or omit --vgg_weights")
+        raise ModelFileError(
+            f"{path}: VGG19 weights not found; pass a torchvision vgg19 state dict or omit --vgg_weights"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a bad file

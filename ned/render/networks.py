@@ -423,13 +423,13 @@ def _create_unet(defaults: dict[str, Any], overrides: dict[str, Any]) -> FrameGe
 
 @register_renderer
 def unet_256(**kwargs: Any) -> FrameGenerator:
-    """The default: 32..256 channels, down to 8x8, 2 residual blocks (~7.7 M params at 256 px)."""
+    """The default: 32..256 channels, down to 8x8, 2 residual blocks (10.2 M params; NED's G: 70.8 M)."""
     return _create_unet(dict(size=256, base_channels=32, max_channels=256, n_res_blocks=2), kwargs)
 
 
 @register_renderer
 def unet_small(**kwargs: Any) -> FrameGenerator:
-    """CPU-friendly: 16..128 channels, down to 8x8, 1 residual block (~1 M params); 128 px default."""
+    """CPU-friendly: 16..128 channels, down to 8x8, 1 residual block (1.5 M params at 128 px)."""
     return _create_unet(dict(size=128, base_channels=16, max_channels=128, n_res_blocks=1), kwargs)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import csv
 import hashlib
+import json
 import logging
 import math
 import os
@@ -692,14 +693,23 @@ def image_grid(visuals: Mapping[str, torch.Tensor], max_rows: int = 4) -> np.nda
     return (grid.clamp(0, 1) * 255 + 0.5).byte().permute(1, 2, 0).numpy()
 
 
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, then ``os.replace`` it."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({err.strerror or err})") from err
+
+
 def _write_png(path: Path, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OutputError(f"{path}: could not encode PNG")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    _write_bytes(path, buf.tobytes())
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -873,7 +883,7 @@ def _train(celeb_path: str | Path, out_dir: Path, options: TrainOptions, device:
         except OSError as err:
             raise OutputError(f"{out_dir}: cannot create checkpoints folder ({err.strerror or err})") from err
 
-    resume_state = None
+    resume_state, resume_path = None, None
     if resume:
         if list_checkpoints(out_dir):
             resume_path = find_checkpoint(out_dir)
@@ -934,23 +944,24 @@ def _train(celeb_path: str | Path, out_dir: Path, options: TrainOptions, device:
     )
     log = CsvLog(out_dir / "log.csv", start if resume_state is not None else None) if dist_info.is_main else None
     if dist_info.is_main:
-        import json
-
-        (out_dir / "options.json").write_text(json.dumps(options.to_dict(), indent=2, sort_keys=True) + "\n")
+        _write_bytes(out_dir / "options.json", (json.dumps(options.to_dict(), indent=2, sort_keys=True) + "\n").encode())
     logger.info("training %s at %dx%d on %s: %d frames (%d held out), %d windows, steps %d..%d, batch %d x %d rank(s)",
                 options.arch, options.size, options.size, dev, len(frames), len(held_ids), len(dataset), start,
                 options.steps, options.batch_size, dist_info.world_size)
 
     losses: dict[str, float] = {}
-    last_ckpt: Path | None = None
+    last_ckpt: Path | None = resume_path
+    bad_steps = 0  # consecutive non-finite losses (fp16 overflow steps are skipped by the scaler)
     t0 = time.perf_counter()
     bar = tqdm(total=options.steps - start, disable=quiet or not dist_info.is_main, desc="train-renderer", unit="step")
     for batch in loader:
         losses = trainer.train_step(batch)
         step = trainer.step
         bar.update(1)
-        if not all(math.isfinite(v) for v in losses.values()):
-            raise FloatingPointError(f"non-finite loss at step {step}: {losses}; lower the learning rates")
+        bad_steps = 0 if all(math.isfinite(v) for v in losses.values()) else bad_steps + 1
+        if bad_steps >= 10:
+            raise FloatingPointError(f"non-finite losses for 10 steps up to step {step}: {losses}; "
+                                     f"lower the learning rates or use --no_amp")
         elapsed = time.perf_counter() - t0
         if dist_info.is_main and (step % options.log_every == 0 or step == options.steps):
             log.append({"step": step, "epoch": (step * options.batch_size * dist_info.world_size) // len(dataset),
