@@ -117,6 +117,12 @@ def clips(tmp_path_factory, portrait) -> dict[str, Path]:
         "frozen": write_test_video(folder / "frozen.mp4", frozen, FPS, crf=12),
         "background": write_test_video(folder / "background.mp4", change_background(frames, portrait), FPS, crf=12),
         "short": write_test_video(folder / "short.mp4", frames[:20], FPS, crf=12),
+        "gaps": write_test_video(
+            folder / "gaps.mp4", [np.full_like(f, 128) if 10 <= i < 15 else f for i, f in enumerate(frames)],
+            FPS, crf=12),
+        "smaller": write_test_video(
+            folder / "smaller.mp4", [cv2.resize(f, (192, 192), interpolation=cv2.INTER_AREA) for f in frames],
+            FPS, crf=12),
     }
     return paths
 
@@ -398,6 +404,20 @@ class TestEvaluateVideos:
         assert not r.container.frame_count_equal
         assert any("frame counts differ" in w for w in r.warnings)
 
+    def test_faces_missing_in_some_frames(self, clips):
+        r = evaluate_videos(clips["talking"], clips["gaps"], EvaluateOptions(**FAST))
+        assert r.coverage.faces_in == 30 and r.coverage.faces_out == 25
+        assert any("found a face in 25 edited frames" in w for w in r.warnings)
+        assert r.speech.frames == 25 and r.speech.aperture_r > 0.9
+        assert np.isnan(r.series.aperture_out[10:15]).all()
+
+    def test_different_resolution(self, clips):
+        r = evaluate_videos(clips["talking"], clips["smaller"], EvaluateOptions(**FAST))
+        assert not r.container.resolution_equal
+        assert any("resolutions differ" in w for w in r.warnings)
+        assert r.speech.aperture_r > 0.8 and r.identity.mean_distance < 0.2
+        assert r.background.psnr_db > 25
+
     def test_stride_and_max_frames(self, clips):
         r = evaluate_videos(clips["talking"], clips["talking"], EvaluateOptions(stride=3, max_frames=12, **FAST))
         assert r.frames_compared == 12
@@ -566,6 +586,7 @@ class TestFaceFinder:
         det = face_models.detect(canvas)
         assert det.score == pytest.approx(max(scores))
         assert det.box[0] == best.left()
+        assert min(r.width() for r in rects) == best.width()  # the smaller face won
 
     def test_exception(self, face_models):
         with pytest.raises(ValueError):

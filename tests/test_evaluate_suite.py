@@ -1,0 +1,51 @@
+"""`ned evaluate-suite`: clip labels, scores, and a tiny run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ned.cli import main
+from ned.errors import InputError
+from ned.evaluate.suite import SuiteRow, find_labelled_clips, parse_clip_name, suite_scores
+from ned.sample import make_sample_clip
+
+
+def test_parse_flat_and_tree_names(tmp_path):
+    flat = parse_clip_name(Path("M030_front_surprised_level3_001.mp4"))
+    assert (flat.actor, flat.emotion, flat.level) == ("M030", "surprised", 3)
+    assert parse_clip_name(Path("W009_front_disgust_level_1_002.mp4")).emotion == "disgusted"
+    tree = tmp_path / "M003" / "video" / "front" / "fear" / "level_2" / "005.mp4"
+    c = parse_clip_name(tree, tmp_path)
+    assert (c.actor, c.emotion, c.level) == ("M003", "fear", 2)
+    assert parse_clip_name(Path("holiday.mp4")) is None
+
+
+def test_scores_are_sum_of_edited_over_sum_of_real():
+    rows = [SuiteRow("A", "happy", "real", 0.8), SuiteRow("A", "happy", "label", 0.4),
+            SuiteRow("A", "sad", "real", 0.2), SuiteRow("A", "sad", "label", 0.2),
+            SuiteRow("B", "sad", "label", 0.9)]  # B has no real clip: not scored
+    assert suite_scores(rows)["overall"]["score_label"] == pytest.approx(0.6)
+
+
+def test_folder_without_labels_is_a_clear_error(tmp_path):
+    (tmp_path / "x.mp4").write_bytes(b"")
+    with pytest.raises(InputError, match="actor"):
+        find_labelled_clips(tmp_path)
+
+
+def test_tiny_suite_run(tmp_path, capsys):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_sample_clip(clips / "A_front_neutral_level1_001.mp4", seconds=0.48, fps=25)
+    make_sample_clip(clips / "A_front_happy_level3_001.mp4", seconds=0.48, fps=25)
+    out = tmp_path / "out"
+    assert main(["evaluate-suite", "--clips", str(clips), "--out", str(out), "--emotions", "happy", "--quiet"]) == 0
+    data = json.loads((out / "suite.json").read_text())
+    modes = {r["mode"] for r in data["rows"]}
+    assert modes == {"real", "label"}
+    assert (out / "A" / "label_happy.mp4").exists()
+    assert "score_label" in data["scores"]["overall"]
+    assert "happy" in capsys.readouterr().out
