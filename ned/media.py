@@ -47,6 +47,10 @@ __all__ = [
     "VideoWriter",
     "check_output_path",
     "iter_frames",
+    "iter_planar_frames",
+    "PlanarFrame",
+    "YuvImage",
+    "read_ahead",
     "probe",
     "read_comment",
     "rgb_to_video_frame",
@@ -500,7 +504,13 @@ def iter_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> It
         InputError: (on first iteration) missing / not a video / audio only; (later)
             corrupt data, or no frame at all.
     """
-    path = Path(path)
+    for index, frame, pts, time_s, orientation in _decode(Path(path), max_frames):
+        yield DecodedFrame(index=index, rgb=_to_rgb(frame, orientation), pts=pts, time_s=time_s)
+
+
+def _decode(path: Path, max_frames: int | None) -> Iterator[tuple[int, av.VideoFrame, int | None, float, Orientation]]:
+    """The decoding loop of :func:`iter_frames` / :func:`iter_planar_frames`: yields
+    ``(index, decoded frame, pts, time_s, orientation)``; the same errors."""
     if max_frames is not None and max_frames < 0:
         raise ValueError(f"max_frames must be >= 0 or None, got {max_frames}")
     with _open_input(path) as container:
@@ -537,7 +547,7 @@ def iter_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> It
                         time_s = float(index / Fraction(rate))
                     if orientation is None:
                         orientation = Orientation.from_frame(frame)
-                    yield DecodedFrame(index=index, rgb=_to_rgb(frame, orientation), pts=pts, time_s=time_s)
+                    yield index, frame, pts, time_s, orientation
                     index += 1
         except av.error.FFmpegError as err:
             raise InputError(f"{path}: corrupt video data at frame {index} (FFmpeg: {_reason(err)})") from err
@@ -548,6 +558,292 @@ def iter_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> It
                 f"{path}: corrupt video data: {packets - index} of {packets} frames could not be decoded"
             )
         _check_declared_duration(container, end_s, Fraction(rate), path)
+
+
+# ----------------------------------------------------------------------------- planar frames
+# Decoded formats kept as planes (8-bit 4:2:0) -> full range. BT.601 matrices only: the
+# colour spaces that FFmpeg (and so :func:`iter_frames`) converts with BT.601, i.e.
+# unspecified, bt470bg and smpte170m; anything else is converted to RGB on decode.
+_PLANAR_FORMATS = {"yuv420p": False, "yuvj420p": True}
+_BT601_SPACES = frozenset({2, 5, 6})
+_AVCOL_RANGE_JPEG = 2
+# Limited-range levels -> full-range levels (inverse of _LUMA_TO_LIMITED / _CHROMA_TO_LIMITED).
+_LUMA_TO_FULL = np.clip(np.round((np.arange(256) - 16) * (255 / 219)), 0, 255).astype(np.uint8)
+_CHROMA_TO_FULL = np.clip(np.round(128 + (np.arange(256) - 128) * (255 / 224)), 0, 255).astype(np.uint8)
+# Full-range BT.601 RGB -> (Y, Cb, Cr) differences; the limited-range rows are scaled by
+# 219/255 (luma) and 224/255 (chroma).
+_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114],
+                          [-0.168736, -0.331264, 0.5],
+                          [0.5, -0.418688, -0.081312]])
+_LIMITED_SCALE = np.array([[219 / 255], [224 / 255], [224 / 255]])
+
+
+def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """``(height, width) uint8`` view of one picture plane (row padding dropped).
+
+    The view points into the frame's buffer: keep the frame alive while it is used.
+    """
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+class YuvImage:
+    """A decoded 8-bit YUV 4:2:0 picture kept in its planes (BT.601 matrix).
+
+    Converting a 1080p frame to RGB costs about as much as decoding it; most of the
+    pipeline needs only the face: :meth:`warp_rgb` cuts an RGB crop straight from the
+    planes, :meth:`region_rgb` converts one rectangle, :meth:`with_region` writes a
+    changed rectangle back as a new encodable frame (only the samples that changed),
+    and :meth:`rgb` converts the whole frame exactly as :func:`iter_frames` does.
+
+    Attributes:
+        shape: ``(H, W, 3)``, the size of the RGB picture (even ``H`` and ``W``).
+        full_range: True for full-range (JPEG) levels, False for limited (16-235).
+        frame: the decoded ``av.VideoFrame`` (read-only: the decoder may share it).
+    """
+
+    def __init__(self, frame: av.VideoFrame) -> None:
+        name = frame.format.name
+        if name not in _PLANAR_FORMATS or frame.width % 2 or frame.height % 2:
+            raise ValueError(f"YuvImage: needs an even-sized yuv420p/yuvj420p frame, got {name} "
+                             f"{frame.width}x{frame.height}")
+        self.frame = frame
+        self.full_range = _PLANAR_FORMATS[name] or frame.color_range == _AVCOL_RANGE_JPEG
+        self.shape = (frame.height, frame.width, 3)
+        self.y, self.u, self.v = (_plane_array(p) for p in frame.planes[:3])
+        self._rgb: np.ndarray | None = None
+
+    @staticmethod
+    def supports(frame: av.VideoFrame) -> bool:
+        """True when ``frame`` can be kept as planes (see :data:`_PLANAR_FORMATS`)."""
+        return (frame.format.name in _PLANAR_FORMATS and frame.width % 2 == 0 and frame.height % 2 == 0
+                and frame.colorspace in _BT601_SPACES)
+
+    @property
+    def encodable(self) -> bool:
+        """True when the planes can go to :meth:`VideoWriter.write_frame` as they are
+        (limited-range yuv420p: the writer's format and colour tags)."""
+        return self.frame.format.name == "yuv420p" and not self.full_range
+
+    def rgb(self) -> np.ndarray:
+        """The whole frame as ``(H, W, 3) uint8`` RGB, as :func:`iter_frames` gives it (cached)."""
+        if self._rgb is None:
+            self._rgb = _to_rgb(self.frame, Orientation())
+        return self._rgb
+
+    def _to_rgb_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Equal-sized Y, Cb, Cr -> RGB (full-range BT.601 after expanding limited levels)."""
+        import cv2
+
+        if not self.full_range:
+            y, u, v = cv2.LUT(y, _LUMA_TO_FULL), cv2.LUT(u, _CHROMA_TO_FULL), cv2.LUT(v, _CHROMA_TO_FULL)
+        return cv2.cvtColor(cv2.merge([y, v, u]), cv2.COLOR_YCrCb2RGB)
+
+    def region_rgb(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """``(y1 - y0, x1 - x0, 3) uint8`` RGB of a rectangle (chroma upsampled bilinearly).
+
+        Raises:
+            ValueError: an empty rectangle or one outside the picture.
+        """
+        import cv2
+
+        height, width = self.shape[:2]
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"region ({x0}, {y0}, {x1}, {y1}) is empty or outside the {width}x{height} picture")
+        ex0, ey0, ex1, ey1 = x0 & ~1, y0 & ~1, x1 + (x1 & 1), y1 + (y1 & 1)   # chroma-aligned
+        size = (ex1 - ex0, ey1 - ey0)
+        cy0, cy1, cx0, cx1 = ey0 // 2, ey1 // 2, ex0 // 2, ex1 // 2
+        u = cv2.resize(self.u[cy0:cy1, cx0:cx1], size, interpolation=cv2.INTER_LINEAR)
+        v = cv2.resize(self.v[cy0:cy1, cx0:cx1], size, interpolation=cv2.INTER_LINEAR)
+        rgb = self._to_rgb_planes(np.ascontiguousarray(self.y[ey0:ey1, ex0:ex1]), u, v)
+        return np.ascontiguousarray(rgb[y0 - ey0: y1 - ey0, x0 - ex0: x1 - ex0])
+
+    def warp_rgb(self, crop_from_frame: np.ndarray, size: tuple[int, int], *, flags: int | None = None,
+                 border_mode: int | None = None) -> np.ndarray:
+        """An RGB crop as ``cv2.warpAffine(rgb, crop_from_frame, size)`` would cut it, but
+        sampled from the planes (no full-frame conversion).
+
+        Args:
+            crop_from_frame: ``(2, 3)`` frame pixels -> crop pixels.
+            size: ``(width, height)`` of the crop.
+            flags: interpolation (default ``cv2.INTER_LINEAR``).
+            border_mode: default ``cv2.BORDER_REPLICATE``.
+
+        Returns:
+            ``(height, width, 3) uint8`` RGB.
+        """
+        import cv2
+
+        flags = cv2.INTER_LINEAR if flags is None else flags
+        border = cv2.BORDER_REPLICATE if border_mode is None else border_mode
+        m = np.asarray(crop_from_frame, np.float64)
+        y = cv2.warpAffine(self.y, m, size, flags=flags, borderMode=border)
+        # A chroma sample (i, j) sits at luma position (2 j + 0.5, 2 i + 0.5): frame = 2 c + 0.5.
+        m_c = m.copy()
+        m_c[:, :2] *= 2.0
+        m_c[:, 2] += 0.5 * (m[:, 0] + m[:, 1])
+        u = cv2.warpAffine(self.u, m_c, size, flags=flags, borderMode=border)
+        v = cv2.warpAffine(self.v, m_c, size, flags=flags, borderMode=border)
+        return self._to_rgb_planes(y, u, v)
+
+    def with_region(self, x0: int, y0: int, before: np.ndarray, after: np.ndarray,
+                    keep: np.ndarray | None = None) -> av.VideoFrame:
+        """A new frame (same format) equal to this one except where ``after`` differs
+        from ``before``, the rectangle's RGB, at ``(x0, y0)``.
+
+        The change is written as a difference: ``Y += dY(after - before)`` per pixel and
+        ``Cb, Cr += dC`` averaged over each 2x2 block, so every sample whose pixels did not
+        change stays bit-identical to the decoded one (no RGB round trip). Chroma blocks
+        with a pixel where ``keep`` is True are not changed either.
+
+        Args:
+            before, after: ``(h, w, 3) uint8`` RGB of the rectangle.
+            keep: optional ``(h, w) bool``, pixels whose samples must stay as decoded.
+
+        Returns:
+            An ``av.VideoFrame`` of this frame's format, size and colour tags.
+        """
+        import cv2
+
+        h, w = before.shape[:2]
+        check_array(after, f"{h} {w} 3", np.uint8, name="after")
+        height, width = self.shape[:2]
+        if not (0 <= x0 and 0 <= y0 and x0 + w <= width and y0 + h <= height):
+            raise ValueError(f"with_region: the rectangle at ({x0}, {y0}) of {w}x{h} leaves the picture")
+        out = av.VideoFrame(width, height, self.frame.format.name)
+        for plane, src in zip(out.planes, (self.y, self.u, self.v)):
+            np.copyto(_plane_array(plane), src)
+        out.colorspace, out.color_range = self.frame.colorspace, self.frame.color_range
+        if h == 0 or w == 0:
+            return out
+        # The chroma-aligned rectangle around (x0, y0, w, h); zero change outside it.
+        ex0, ey0 = x0 & ~1, y0 & ~1
+        ex1, ey1 = x0 + w + ((x0 + w) & 1), y0 + h + ((y0 + h) & 1)
+        diff = np.zeros((ey1 - ey0, ex1 - ex0, 3), np.float32)
+        inner = (slice(y0 - ey0, y0 - ey0 + h), slice(x0 - ex0, x0 - ex0 + w))
+        diff[inner] = cv2.subtract(after, before, dtype=cv2.CV_32F)
+        matrix = (_RGB_TO_YCBCR * (1.0 if self.full_range else _LIMITED_SCALE)).astype(np.float32)
+        half = ((ex1 - ex0) // 2, (ey1 - ey0) // 2)
+        d_y = cv2.transform(diff, matrix[:1])                                   # (h, w) luma change
+        # The mean RGB change of each 2x2 block, then its chroma (the transform is linear).
+        d_cbcr = cv2.transform(cv2.resize(diff, half, interpolation=cv2.INTER_AREA), matrix[1:])
+        if keep is not None:
+            kept = np.zeros(diff.shape[:2], np.uint8)
+            kept[inner] = check_array(keep, f"{h} {w}", bool, name="keep")
+            d_cbcr[cv2.resize(kept, half, interpolation=cv2.INTER_AREA) > 0] = 0.0
+        d_cb, d_cr = np.ascontiguousarray(d_cbcr[..., 0]), np.ascontiguousarray(d_cbcr[..., 1])
+        y_out, u_out, v_out = (_plane_array(p) for p in out.planes[:3])
+        for plane, delta, (a0, b0, a1, b1) in ((y_out, d_y, (ex0, ey0, ex1, ey1)),
+                                               (u_out, d_cb, (ex0 // 2, ey0 // 2, ex1 // 2, ey1 // 2)),
+                                               (v_out, d_cr, (ex0 // 2, ey0 // 2, ex1 // 2, ey1 // 2))):
+            view = plane[b0:b1, a0:a1]
+            view[...] = cv2.add(view, delta, dtype=cv2.CV_8U)             # rounds to nearest, saturates
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class PlanarFrame:
+    """One decoded frame, kept in the decoder's YUV planes when possible.
+
+    Attributes:
+        index, pts, time_s: as :class:`DecodedFrame`.
+        image: a :class:`YuvImage` (8-bit 4:2:0, BT.601, no rotation), else the
+            ``(H, W, 3) uint8`` RGB frame.
+    """
+
+    index: int
+    pts: int | None
+    time_s: float
+    image: YuvImage | np.ndarray
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """``(H, W, 3) uint8`` RGB, equal to :func:`iter_frames`' (converted on first use)."""
+        return self.image if isinstance(self.image, np.ndarray) else self.image.rgb()
+
+
+def iter_planar_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> Iterator[PlanarFrame]:
+    """Decode like :func:`iter_frames`, but leave each frame in its YUV planes when it is
+    8-bit 4:2:0 BT.601 without rotation (the usual camera / phone / web H.264), so
+    that only the pixels that are needed get converted to RGB.
+
+    Yields:
+        :class:`PlanarFrame`; ``frame.rgb`` equals :func:`iter_frames`' ``rgb``.
+
+    Raises:
+        As :func:`iter_frames`.
+    """
+    identity = Orientation()
+    for index, frame, pts, time_s, orientation in _decode(Path(path), max_frames):
+        if orientation == identity and YuvImage.supports(frame):
+            image: YuvImage | np.ndarray = YuvImage(frame)
+        else:
+            image = _to_rgb(frame, orientation)
+        yield PlanarFrame(index=index, pts=pts, time_s=time_s, image=image)
+
+
+class _ReadAheadError:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_READ_AHEAD_END = object()
+
+
+def read_ahead(items: Iterable, depth: int = 4) -> Iterator:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead.
+
+    Decoding releases the GIL, so the next frames decode while the caller works on this
+    one. Errors raised by ``items`` are raised here, in order; leaving the loop early
+    stops the thread. Memory: at most ``depth + 1`` items are alive at a time.
+
+    Args:
+        items: any iterable (e.g. :func:`iter_frames`); iterated only by the thread.
+        depth: queue length, >= 1.
+    """
+    import queue
+
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put(item):
+                    break
+            else:
+                put(_READ_AHEAD_END)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            put(_ReadAheadError(err))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name="ned-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _READ_AHEAD_END:
+                return
+            if isinstance(item, _ReadAheadError):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=10.0)
 
 
 def read_comment(path: str | os.PathLike) -> str | None:
@@ -1014,13 +1310,59 @@ class VideoWriter:
         if self._closed:
             raise ValueError("VideoWriter.write: the writer is closed")
         check_array(rgb, f"{self.height} {self.width} 3", np.uint8, name="VideoWriter.write rgb")
+        self._encode(lambda: rgb_to_video_frame(rgb, self._pix_fmt), pts)
+
+    @property
+    def pixel_format(self) -> str:
+        """The encoder's pixel format (``yuv420p`` for even sizes by default)."""
+        return self._pix_fmt
+
+    def accepts(self, image: YuvImage) -> bool:
+        """True when :meth:`write_frame` takes frames made from ``image`` unconverted: the
+        same size and pixel format, limited-range BT.601 (the writer's colour tags)."""
+        return (image.encodable and image.frame.format.name == self._pix_fmt
+                and image.shape[:2] == (self.height, self.width))
+
+    def write_frame(self, frame: av.VideoFrame, *, pts: int | None = None) -> None:
+        """Encode a frame that is already in the writer's pixel format, unconverted.
+
+        For frames of :class:`YuvImage` (decoded, or :meth:`YuvImage.with_region`) that
+        :meth:`accepts`: the pixels go to the encoder exactly as decoded. The frame's own
+        picture type (kept from decoding) is reset, so the encoder places its keyframes
+        as it does for :meth:`write`.
+
+        Args:
+            frame: ``av.VideoFrame`` of size ``width x height`` and format :attr:`pixel_format`,
+                limited-range BT.601 (tagged so here).
+            pts: as in :meth:`write`.
+
+        Raises:
+            ValueError: wrong size or format, or a timestamp that does not increase.
+            OutputError: the encoder or the disk failed (the partial file is removed).
+        """
+        if self._closed:
+            raise ValueError("VideoWriter.write_frame: the writer is closed")
+        if (frame.width, frame.height) != (self.width, self.height) or frame.format.name != self._pix_fmt:
+            raise ValueError(f"VideoWriter.write_frame: expected a {self.width}x{self.height} {self._pix_fmt} "
+                             f"frame, got {frame.width}x{frame.height} {frame.format.name}")
+
+        def prepare() -> av.VideoFrame:
+            frame.pict_type = 0  # AV_PICTURE_TYPE_NONE: the encoder chooses
+            frame.colorspace = _AVCOL_SPC_SMPTE170M
+            frame.color_range = _AVCOL_RANGE_MPEG
+            return frame
+
+        self._encode(prepare, pts)
+
+    def _encode(self, make_frame, pts: int | None) -> None:
+        """Timestamp, encode and mux one frame (and the audio up to it)."""
         if pts is None:
             pts = round(self.frame_count * self._ticks_per_frame) + (self._first_pts or 0)
         pts = int(pts)
         if self._last_pts is not None and pts <= self._last_pts:
             raise ValueError(f"VideoWriter.write: pts must increase, got {pts} after {self._last_pts}")
         try:
-            frame = rgb_to_video_frame(rgb, self._pix_fmt)
+            frame = make_frame()
             if self._first_pts is None:
                 self._first_pts = pts
             frame.pts = pts - self._first_pts
@@ -1255,3 +1597,37 @@ def _default_pix_fmt(stream: av.video.stream.VideoStream, width: int, height: in
         if name in formats:
             return name
     return formats[0] if formats else "yuv420p"
+
+
+# ----------------------------------------------------------------------------- allocator
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed large blocks in the heap instead of returning them to the system (glibc).
+
+    Per-frame temporaries of a few MB (a 1080p RGB frame is 6 MB) are above glibc's
+    default mmap threshold, so every allocation maps fresh pages and pays a page fault
+    per 4 KB on first touch; raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` lets
+    the next frame reuse them. Memory stays bounded by one frame's peak (it does not grow
+    with the clip). Called once per process by the streaming commands; a no-op elsewhere
+    (not glibc) and on later calls.
+
+    Returns:
+        True when the settings were applied (now or before).
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return True
+    try:
+        import ctypes
+        import ctypes.util
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1 and mallopt(m_trim_threshold, 256 * 1024 * 1024) == 1
+    _MALLOC_TUNED = bool(ok)
+    return _MALLOC_TUNED

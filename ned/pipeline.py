@@ -29,12 +29,26 @@ from ned import __version__
 from ned.errors import InputError
 from ned.face.tracker import FaceTracker, TrackOptions
 from ned.manipulate.plan import ManipulationSpec, plan_expressions
-from ned.media import EncodeOptions, VideoInfo, VideoWriter, check_output_path, iter_frames, probe
+from ned.media import (
+    EncodeOptions,
+    VideoInfo,
+    VideoWriter,
+    YuvImage,
+    check_output_path,
+    iter_frames,
+    iter_planar_frames,
+    probe,
+    read_ahead,
+    tune_malloc,
+)
 from ned.morph.fit import FaceFits, FaceModel, apply_expression_delta
 from ned.morph.topology import load_topology
 from ned.render.warp_renderer import RenderOptions, WarpRenderer
 
 logger = logging.getLogger(__name__)
+
+# Frames decoded ahead by a background thread (each a few MB at 1080p).
+_READ_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -66,15 +80,20 @@ def analyse_clip(path: str | Path, track: TrackOptions = TrackOptions(), *, quie
                  what: str = "track") -> ClipAnalysis:
     """Track and fit the face of a whole clip (streamed decode).
 
+    Frames are decoded by a background thread and stay in their YUV planes: the tracker
+    cuts its small RGB crops straight from them, so no full frame is converted to RGB.
+
     Raises:
         InputError: not a readable video, or no face in any frame.
     """
     path = Path(path)
+    tune_malloc()
     info = probe(path)
     landmarks = np.full((info.frame_count, 478, 3), np.nan, np.float32)
     tracker = FaceTracker(track)
+    frames = read_ahead(iter_planar_frames(path), _READ_AHEAD)
     with tqdm(total=info.frame_count, desc=f"{what} {path.name}", unit="frame", disable=quiet) as bar:
-        for frame, obs in tracker.track(iter_frames(path), fps=info.fps, source=path):
+        for frame, obs in tracker.track(frames, fps=info.fps, source=path):
             if frame.index < len(landmarks):
                 landmarks[frame.index] = obs.landmarks
             bar.update(1)
@@ -150,6 +169,13 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
                  on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> int:
     """Decode ``source`` again, render every frame with a face, encode to ``output``.
 
+    Frames are decoded by a background thread. Without ``on_frame``, frames stay in
+    their YUV planes when the encoder takes them as they are (8-bit 4:2:0 BT.601,
+    limited range, no rotation; see :class:`ned.media.YuvImage`): only the face region
+    is converted to RGB, rendered, and written back as a difference, so every sample
+    outside the blend mask goes to the encoder exactly as decoded, and frames without a
+    face are not converted at all. Otherwise each frame is rendered in RGB.
+
     Args:
         src_landmarks, dst_landmarks: ``(T, 478, 3)`` frame pixels (NaN rows pass through).
         payloads: optional ``frame index -> payload`` for the renderer's appearance step.
@@ -159,15 +185,38 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
     Returns:
         The number of frames whose face was rendered.
     """
+    tune_malloc()
     edited = 0
+    by_region = hasattr(renderer, "render_region")
+    planar = on_frame is None and by_region
+    frames = read_ahead(iter_planar_frames(source) if planar else iter_frames(source), _READ_AHEAD)
     with VideoWriter(output, width=info.width, height=info.height, fps=info.fps, audio_from=source,
                      comment=comment, options=encode, time_base=info.time_base) as writer, \
             tqdm(total=info.frame_count, desc=f"render {output.name}", unit="frame", disable=quiet) as bar:
-        for frame in iter_frames(source):
+        for frame in frames:
             t = frame.index
-            rgb, mask = frame.rgb, None
-            if t < len(src_landmarks) and np.isfinite(dst_landmarks[t]).all():
-                payload = payloads(t) if payloads is not None else None
+            face = t < len(src_landmarks) and bool(np.isfinite(dst_landmarks[t]).all())
+            payload = payloads(t) if face and payloads is not None else None
+            image = frame.image if planar else None
+            if isinstance(image, YuvImage) and writer.accepts(image):
+                picture = image.frame
+                if face:
+                    region = renderer.render_region(image, src_landmarks[t], dst_landmarks[t], payload=payload)
+                    if region.rendered:
+                        edited += 1
+                        picture = image.with_region(int(region.box[0]), int(region.box[1]), region.source,
+                                                    region.image, keep=region.mask == 0)
+                writer.write_frame(picture, pts=frame.pts)  # source timestamps: variable frame rate kept
+                bar.update(1)
+                continue
+            rgb, mask = frame.rgb, None  # a fresh array per frame: rendered in place
+            if face and by_region:
+                region = renderer.render_region(rgb, src_landmarks[t], dst_landmarks[t], payload=payload)
+                region.paste(rgb)
+                edited += int(region.rendered)
+                if on_frame is not None:
+                    mask = region.full_mask(rgb.shape)
+            elif face:
                 result = renderer.render(rgb, src_landmarks[t], dst_landmarks[t], payload=payload)
                 rgb, mask = result.frame, result.mask
                 edited += int(result.rendered)

@@ -588,6 +588,14 @@ class TestFaceFinder:
         assert det.box[0] == best.left()
         assert min(r.width() for r in rects) == best.width()  # the smaller face won
 
+    def test_small_face_in_large_frame(self, face_models, portrait):
+        face = cv2.resize(portrait["rgb"], (320, 320), interpolation=cv2.INTER_AREA)
+        frame = np.full((1080, 1920, 3), 90, np.uint8)
+        frame[300:620, 800:1120] = face
+        assert face_models.detect(frame) is None  # ~50 px at the 640 px scale: too small
+        det = models.FaceFinder(face_models)(frame)
+        assert det is not None and 800 < det.box[0] < det.box[2] < 1120
+
     def test_exception(self, face_models):
         with pytest.raises(ValueError):
             models.FaceFinder(face_models, face_px=50)

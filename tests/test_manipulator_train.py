@@ -348,7 +348,7 @@ class TestDataset:
         with pytest.raises(InputError, match="no labelled clips"):
             discover_clips(touch(tmp_path / "empty/x.txt").parent)
 
-    @pytest.mark.parametrize("workers", [1, 2])
+    @pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.slow)])
     def test_extract_cache_resume(self, tmp_path, workers):
         names = ["A_front_happy_level3_001.mp4", "A_front_sad_level3_001.mp4", "B_front_angry_level3_broken.mp4",
                  "B_front_fear_level3_002.mp4"]
@@ -612,6 +612,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_ddp_two_cpu_processes(tmp_path):
     """Two processes with the gloo backend (as under torchrun): their parameters stay identical."""

@@ -75,7 +75,7 @@ def skin_guard(y: np.ndarray, weight: np.ndarray, guard: tuple[float, float], si
     """Fade the change out where the image is much darker than the face's skin.
 
     Args:
-        y: ``(h, w) float32`` luminance.
+        y: ``(h, w) float32`` luminance (any scale).
         weight: ``(h, w) float32`` skin weight (where to measure the skin's median).
         guard: ``(low, high)`` ratios to the median skin luminance.
         sigma_px: blur of ``y`` first (pixels, >= 0).
@@ -88,7 +88,7 @@ def skin_guard(y: np.ndarray, weight: np.ndarray, guard: tuple[float, float], si
         return np.ones_like(y)
     yb = cv2.GaussianBlur(y, (0, 0), sigma_px) if sigma_px > 0.3 else y
     ref = float(np.median(yb[sel]))
-    if ref <= 1.0:
+    if ref <= 1e-6:
         return np.ones_like(y)
     low, high = guard
     t = np.clip((yb / ref - low) / (high - low), 0.0, 1.0)

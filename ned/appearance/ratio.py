@@ -12,6 +12,8 @@ shading detail: creases, folds, bulges. Unlike the paper's full-band RGB ratio, 
   very-low-frequency part (lighting and pose shading that changed between the two
   frames). Both are normalised convolutions over the skin mask, so eyes, lips, teeth,
   brows and hair neither enter nor leak;
+- texels much darker than the reference's skin in either frame (hair falling on the
+  forehead, stubble, glasses) are left out (:func:`ned.appearance.compose.skin_guard`);
 - the result is soft-clamped to ``±detail_clamp`` and multiplied by the skin mask.
 
 So the reference's moles, freckles, lighting and colour do not transfer; the target's stay.
@@ -19,13 +21,14 @@ So the reference's moles, freckles, lighting and colour do not transfer; the tar
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ned.appearance.compose import luminance, render_gain
+from ned.appearance.compose import luminance, render_gain, skin_guard
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.texture import UVRaster, image_to_uv, skin_mask_uv, uv_raster
 from ned.morph.topology import Topology
@@ -37,6 +40,27 @@ logger = logging.getLogger(__name__)
 
 #: added to luminance (0..1) before the log: keeps deep shadows and noise from exploding.
 LOG_EPS = 0.04
+#: detail is kept this far (IOD) from texels left out for being too dark (hair casts
+#: shadows next to it) and from the edges of the skin region (eyelid, lip and brow edges
+#: move between two frames and leave rims in a ratio).
+GUARD_ERODE_IOD = 0.05
+SKIN_ERODE_IOD = 0.015
+
+
+def _erode(weight: np.ndarray, radius: float) -> np.ndarray:
+    """Grey-level erosion (min filter over a disk of ``radius`` texels), then a soft edge."""
+    r = int(round(radius))
+    if r < 1:
+        return weight
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.GaussianBlur(cv2.erode(weight, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0), (0, 0), r / 2)
+
+
+@functools.lru_cache(maxsize=8)
+def _eroded_skin(size: int, radius: float) -> np.ndarray:
+    out = _erode(skin_mask_uv(size).copy(), radius) * skin_mask_uv(size)
+    out.setflags(write=False)
+    return out
 
 
 def luminance_uv(image: np.ndarray, points: np.ndarray, raster: UVRaster) -> np.ndarray:
@@ -120,14 +144,19 @@ def detail_map(neutral: np.ndarray | Sequence[np.ndarray], emotion: np.ndarray, 
         check_array(np.asarray(n), f"{s} {s}", name="texture")
     n = neutral_stack[0] if len(neutral_stack) == 1 else np.median(np.stack(neutral_stack), axis=0)
     e = np.asarray(emotion, np.float32)
-    valid = (n > 0) & (e > 0)
-    ratio = np.log(e + LOG_EPS) - np.log(n + LOG_EPS)
     skin = skin_mask_uv(s)
+    sigma = options.guard_sigma_iod * raster.iod_texels
+    valid = ((n > 0) & (e > 0)).astype(np.float32)
+    valid *= skin_guard(n, skin, tuple(options.skin_guard), sigma) * skin_guard(e, skin, tuple(options.skin_guard), sigma)
+    # keep away from whatever was left out (hair edges cast shadows, lid and lip edges move)
+    valid = _erode(valid, GUARD_ERODE_IOD * raster.iod_texels)
+    skin = _eroded_skin(s, SKIN_ERODE_IOD * raster.iod_texels)
+    ratio = np.log(e + LOG_EPS) - np.log(n + LOG_EPS)
     weight = skin * valid
     band = band_pass(ratio, weight, options.detail_low_sigma_iod * raster.iod_texels,
                      options.detail_high_sigma_iod * raster.iod_texels)
     c = options.detail_clamp
-    return (c * np.tanh(band / c) * skin * valid).astype(np.float32)
+    return (c * np.tanh(band / c) * weight).astype(np.float32)
 
 
 class RatioTransfer:

@@ -82,3 +82,29 @@ def render_options(args: argparse.Namespace):
     from ned.render.warp_renderer import RenderOptions
 
     return RenderOptions(blend=BlendOptions(method=args.blend))
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend {face3d,deca}`` (default face3d) and ``--deca_dir``."""
+    from ned.manipulate.backends import BACKENDS, DEFAULT_BACKEND
+
+    g = parser.add_argument_group("face model backend")
+    g.add_argument("--backend", choices=BACKENDS, default=DEFAULT_BACKEND,
+                   help="face3d: our face model (default, no extra files); deca: DECA/FLAME as in the paper "
+                        "(needs --deca_dir)")
+    g.add_argument("--deca_dir", type=Path, default=None, metavar="DIR",
+                   help="folder holding FLAME's generic_model.pkl and DECA's deca_model.tar (or their data/)")
+
+
+def deca_dir(args: argparse.Namespace) -> Path | None:
+    """``--deca_dir`` when ``--backend deca`` is selected, None for the default backend.
+
+    Raises:
+        InputError: ``--backend deca`` without ``--deca_dir``.
+    """
+    if args.backend != "deca":
+        return None
+    if args.deca_dir is None:
+        raise InputError("--backend deca needs --deca_dir <folder with FLAME's generic_model.pkl and DECA's "
+                         "deca_model.tar>")
+    return args.deca_dir

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ned.commands._common import add_manipulation_arguments, add_quiet, add_render_arguments, manipulation_spec, render_options
+from ned.commands._common import (add_backend_arguments, add_manipulation_arguments, add_quiet, add_render_arguments,
+                                  deca_dir, manipulation_spec, render_options)
 from ned.media import EncodeOptions
 from ned.pipeline import EditOptions, edit_video
 
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_render_arguments(p)
     p.add_argument("--crf", type=int, default=ENCODE.crf, help=f"H.264 quality, 0-51, lower is better (default {ENCODE.crf})")
     p.add_argument("--preset", default=ENCODE.preset, help=f"x264 speed preset (default {ENCODE.preset})")
+    add_backend_arguments(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -37,7 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = EditOptions(manipulation=manipulation_spec(args), render=render_options(args),
                           encode=EncodeOptions(crf=args.crf, preset=args.preset), quiet=args.quiet)
-    report = edit_video(args.input, args.output, options)
+    folder = deca_dir(args)
+    if folder is not None:  # DECA expressions through the learned manipulator, bridged to our landmarks
+        from ned.deca.stages import edit_video_deca
+
+        report = edit_video_deca(args.input, args.output, options, folder)
+    else:
+        report = edit_video(args.input, args.output, options)
     print(f"wrote {report.output} ({report.frames} frames at {float(report.fps):.3f} fps, "
           f"{report.edited_frames} with an edited face, {report.seconds:.1f} s)")
     return 0

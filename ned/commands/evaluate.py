@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table, write the requested files; returns the exit code."""
     from ned.evaluate import evaluate_videos
-    from ned.evaluate.report import format_table, summary_rows, write_html, write_json, write_png
+    from ned.evaluate.report import format_table, summary_rows, verdict, write_html, write_json, write_png
 
     options = EvaluateOptions(
         emotion=args.emotion,
@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     result = evaluate_videos(args.input, args.edited, options)
-    print(format_table(summary_rows(result)))
+    rows = summary_rows(result)
+    print(format_table(rows))
+    print(f"guides: {verdict(rows)}")
     for note in result.warnings:
         print(f"warning: {note}")
     written = []

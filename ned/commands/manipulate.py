@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ned.commands._common import add_celeb_argument, add_manipulation_arguments, add_quiet, celeb_path, manipulation_spec
+from ned.commands._common import (add_backend_arguments, add_celeb_argument, add_manipulation_arguments, add_quiet,
+                                  celeb_path, deca_dir, manipulation_spec)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exp_name", required=True, help="name of the output folder inside <celeb_path>")
     add_manipulation_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing <exp_name> folder")
+    add_backend_arguments(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -35,7 +37,14 @@ def run(args: argparse.Namespace) -> int:
 
     ref_dirs = tuple(Path(r) for r in args.references)
     args.references = [str(r) for r in ref_dirs]
-    out = manipulate_celeb(celeb_path(args), args.exp_name, manipulation_spec(args), ref_dirs=ref_dirs,
-                           overwrite=args.overwrite, quiet=args.quiet)
+    folder = deca_dir(args)
+    if folder is not None:  # DECA vectors through the learned manipulator (--ref_dirs <ref>/DECA)
+        from ned.deca.stages import manipulate_celeb_deca
+
+        out = manipulate_celeb_deca(celeb_path(args), args.exp_name, manipulation_spec(args), folder,
+                                    ref_dirs=ref_dirs, overwrite=args.overwrite, quiet=args.quiet)
+    else:
+        out = manipulate_celeb(celeb_path(args), args.exp_name, manipulation_spec(args), ref_dirs=ref_dirs,
+                               overwrite=args.overwrite, quiet=args.quiet)
     print(f"wrote {out}")
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ned.commands._common import add_celeb_argument, add_quiet, add_render_arguments, celeb_path, render_options
+from ned.commands._common import (add_backend_arguments, add_celeb_argument, add_quiet, add_render_arguments,
+                                  celeb_path, render_options)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--renderer", choices=("warp", "neural"), default="warp",
                    help="warp: training-free (default); neural: a trained per-actor renderer")
     p.add_argument("--renderer_checkpoint", default=None, help="checkpoint folder of `ned train-renderer`")
+    add_backend_arguments(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -34,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.renderer == "neural":
         raise InputError("the neural renderer is not wired into postprocess yet; use --renderer warp")
+    if args.backend == "deca":  # same rendering (from <exp_name>/face3d/); --deca_dir is not needed
+        from ned.deca.stages import check_deca_manipulation
+
+        check_deca_manipulation(celeb_path(args), args.exp_name)
     outputs = postprocess_celeb(celeb_path(args), args.exp_name,
                                 PostprocessOptions(render=render_options(args), quiet=args.quiet))
     for out in outputs:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ned.commands._common import add_celeb_argument, add_quiet, celeb_path
+from ned.commands._common import add_backend_arguments, add_celeb_argument, add_quiet, celeb_path, deca_dir
 from ned.layout import MODES
 from ned.preprocess import PreprocessOptions, preprocess_celeb
 
@@ -28,6 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"(default {DEFAULTS.mode})")
     p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="image-writing threads")
     p.add_argument("--jpeg_quality", type=int, default=DEFAULTS.jpeg_quality, help="full_frames/ JPEG quality")
+    add_backend_arguments(p)
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -35,7 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     options = PreprocessOptions(mode=args.mode, workers=args.workers, jpeg_quality=args.jpeg_quality,
                                 quiet=args.quiet)
-    report = preprocess_celeb(celeb_path(args), options)
+    folder = deca_dir(args)
+    if folder is not None:  # DECA/ per frame and FLAME nmfcs/shapes after the default preprocessing
+        from ned.deca.stages import preprocess_celeb_deca
+
+        report = preprocess_celeb_deca(celeb_path(args), folder, options)
+    else:
+        report = preprocess_celeb(celeb_path(args), options)
     done = sum(not c.skipped for c in report.clips)
     print(f"preprocessed {report.frame_count} frames of {len(report.clips)} clip(s) "
           f"({done} processed, {len(report.clips) - done} already complete) in {report.celeb}")

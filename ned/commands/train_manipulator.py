@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ned.errors import InputError
 from ned.manipulate.backends import BACKENDS, get_extractor
 from ned.manipulate.dataset import DataOptions
@@ -78,6 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=_default(t, "seed"))
     p.add_argument("--device", default=_default(t, "device"), help="auto, cpu, cuda or cuda:N")
     p.add_argument("--no_amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--threads", type=int, default=0,
+                   help="PyTorch CPU threads per process (0: PyTorch's default; 1 is best on a busy machine)")
     p.add_argument("--val_actors", nargs="*", default=list(_default(t, "val_actors")),
                    help="actors held out for validation")
     p.add_argument("--val_batches", type=int, default=_default(t, "val_batches"), help="0: all")
@@ -107,10 +111,16 @@ def run(args: argparse.Namespace) -> int:
             normalize=not args.no_normalize, seed=args.seed, device=args.device, amp=not args.no_amp,
             val_actors=tuple(args.val_actors), val_batches=args.val_batches, init_from=args.init_from,
             resume=args.resume)
+        if args.threads < 0:
+            raise ValueError(f"--threads must be >= 0, got {args.threads}")
     except ValueError as err:
         raise InputError(str(err)) from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = train_manipulator(data, options, extractor=get_extractor(args.backend, deca_dir=args.deca_dir),
                                quiet=args.quiet)
+    if report.rank != 0:  # torchrun: one summary
+        return 0
     last = report.checkpoints[-1] if report.checkpoints else None
     print(f"trained {report.steps} steps ({report.epochs} epochs, {report.train_windows} windows, "
           f"{report.steps_per_s:.2f} steps/s); last checkpoint: {last}; losses: {report.log_path}")

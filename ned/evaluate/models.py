@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ned.errors import InputError, ModelFileError
+from ned.errors import ModelFileError
 from ned.types import check_array
 
 __all__ = [
@@ -279,7 +279,8 @@ class DlibFaceModels:
 class FaceFinder:
     """Finds the highest-scoring face frame after frame, optionally at a lower cost.
 
-    Frames are searched downscaled to ``max_side``. By default every frame is searched
+    Frames are searched downscaled to ``max_side``; when that finds no face, the search is
+    repeated at twice that scale (faces of 80-160 px in a large frame). By default every frame is searched
     whole (stateless: a frame's box depends on that frame only). With ``redetect_every``
     N > 1, the frames in between search only a window of twice the previous box (the
     whole frame again when the window finds nothing), which is faster on large frames
@@ -333,8 +334,12 @@ class FaceFinder:
             self._since_full += 1
         if found is None:
             found = self._models.detect(rgb, scale=scale, **self._kw)
-            if found is None and scale < full_scale:  # the face shrank below the clip's scale
-                found = self._models.detect(rgb, scale=full_scale, **self._kw)
+            # Faces too small for this scale: retry at the max_side scale, then at twice it.
+            for retry in sorted({full_scale, min(1.0, 2.0 * full_scale)}):
+                if found is not None:
+                    break
+                if retry > scale:
+                    found = self._models.detect(rgb, scale=retry, **self._kw)
             self._since_full = 0
         if found is not None and self._scale is None and self._face_px is not None:
             side = float(max(found.box[2:] - found.box[:2]))

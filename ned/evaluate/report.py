@@ -33,6 +33,7 @@ __all__ = [
     "Curve",
     "summary_rows",
     "format_table",
+    "verdict",
     "line_plot",
     "class_strip",
     "contact_sheet",
@@ -188,6 +189,13 @@ def summary_rows(result: EvaluationResult) -> list[SummaryRow]:
 
 
 _HEADER = ("metric", "input", "edited", "comparison", "guide", "")
+
+
+def verdict(rows: Sequence[SummaryRow]) -> str:
+    """One line: how many rows meet their guide and which do not."""
+    ok = sum(r.status == "ok" for r in rows)
+    bad = [f"{r.group}: {r.metric}" for r in rows if r.status == "check"]
+    return f"{ok} ok, {len(bad)} to check" + (f" ({'; '.join(bad)})" if bad else "")
 
 
 def _cells(row: SummaryRow) -> tuple[str, ...]:
@@ -445,6 +453,8 @@ def _header_image(result: EvaluationResult, width: int) -> np.ndarray:
          f"analysed: {result.coverage.frames_analysed} (stride {result.options.stride})   "
          f"time: {result.elapsed_s:.1f} s", (90, 90, 90), 0.45),
     ]
+    rows = summary_rows(result)
+    lines.append((f"guides: {verdict(rows)}", _BAD if any(r.status == "check" for r in rows) else _OK, 0.45))
     lines += [(f"warning: {w}", _BAD, 0.45) for w in result.warnings]
     img = np.full((14 + 24 * len(lines), width, 3), 255, np.uint8)
     for i, (text, colour, scale) in enumerate(lines):
@@ -501,9 +511,11 @@ frame-to-frame change inside the face region; 1 = as stable as the input.</li>
 def render_html(result: EvaluationResult) -> str:
     """The self-contained HTML report (images embedded as base64 PNG)."""
     esc = html.escape
+    rows = summary_rows(result)
+    checks = any(r.status == "check" for r in rows)
     rows_html = []
     group = None
-    for row in summary_rows(result):
+    for row in rows:
         if row.group != group:
             group = row.group
             rows_html.append(f'<tr class="group"><td colspan="6">{esc(group)}</td></tr>')
@@ -533,6 +545,7 @@ def render_html(result: EvaluationResult) -> str:
 target emotion: {esc(em.target or 'none')} &middot; frames compared {result.frames_compared},
 analysed {result.coverage.frames_analysed} (stride {result.options.stride}) &middot;
 {result.elapsed_s:.1f} s &middot; ned {esc(__version__)}</div>
+<div class="{'warn' if checks else 'ok'}">guides: {esc(verdict(rows))}</div>
 {warnings}
 <h2>Numbers</h2>
 <table><tr><th>metric</th><th>input</th><th>edited</th><th>comparison</th><th>guide</th><th></th></tr>

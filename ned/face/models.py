@@ -239,11 +239,13 @@ def eye_roi(corner_a: np.ndarray, corner_b: np.ndarray, scale: float = _IRIS_ROI
     return Roi(float(centre[0]), float(centre[1]), max(side, 1.0), _angle_of(a, b))
 
 
-def crop_roi(rgb: np.ndarray, roi: Roi, out_size: int, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def crop_roi(rgb: np.ndarray | Any, roi: Roi, out_size: int, flip: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Crop a rotated square from a frame (edge pixels replicated outside the frame).
 
     Args:
-        rgb: ``(H, W, 3) uint8`` frame.
+        rgb: ``(H, W, 3) uint8`` frame, or a planar picture that cuts its own RGB crops
+            (anything with ``warp_rgb(crop_from_frame, (w, h))``, e.g.
+            :class:`ned.media.YuvImage`: no full-frame RGB conversion).
         roi: region in frame pixels.
         out_size: crop side in pixels.
         flip: mirror the crop horizontally.
@@ -253,15 +255,25 @@ def crop_roi(rgb: np.ndarray, roi: Roi, out_size: int, flip: bool = False) -> tu
         matrix includes the mirror.
 
     Raises:
-        ValueError: ``rgb`` is not ``(H, W, 3) uint8``.
+        ValueError: ``rgb`` is not ``(H, W, 3) uint8`` (nor a planar picture).
     """
-    check_array(rgb, "H W 3", np.uint8, name="rgb")
     m = roi.tensor_from_frame(out_size)
     if flip:
         m = np.array([[-1.0, 0.0, out_size - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
+    if not isinstance(rgb, np.ndarray) and hasattr(rgb, "warp_rgb"):
+        return rgb.warp_rgb(m, (out_size, out_size)), m
+    check_array(rgb, "H W 3", np.uint8, name="rgb")
     crop = cv2.warpAffine(rgb, m, (out_size, out_size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
     return crop, m
+
+
+def full_rgb(image: np.ndarray | Any) -> np.ndarray:
+    """The whole frame as ``(H, W, 3) uint8`` RGB: ``image`` itself, or a planar
+    picture's conversion (its ``rgb()``)."""
+    if not isinstance(image, np.ndarray) and hasattr(image, "rgb"):
+        return image.rgb()
+    return image
 
 
 # --------------------------------------------------------------------------- detection
@@ -485,7 +497,7 @@ class FaceDetector:
         """Detect faces in a frame.
 
         Args:
-            rgb: ``(H, W, 3) uint8`` frame.
+            rgb: ``(H, W, 3) uint8`` frame (or a planar picture, see :func:`full_rgb`).
             pad: black margin around the frame, as a fraction of its long side (0 for
                 none); helps when the face fills the frame.
 
@@ -495,7 +507,7 @@ class FaceDetector:
         Raises:
             ValueError: ``rgb`` is not ``(H, W, 3) uint8``.
         """
-        check_array(rgb, "H W 3", np.uint8, name="rgb")
+        rgb = check_array(full_rgb(rgb), "H W 3", np.uint8, name="rgb")
         size = self._spec.size
         image, tensor_from_frame = _letterbox(rgb, size, pad)
         tensor = (image.astype(np.float32) * (2.0 / 255.0) - 1.0)[None]

@@ -578,9 +578,14 @@ class FaceTracker:
         smoother = LandmarkSmoother(self.options.min_cutoff_hz, self.options.beta,
                                     mobile_min_cutoff_hz=self.options.mobile_min_cutoff_hz)
         for frame in frames:
-            rgb = np.ascontiguousarray(check_array(frame.rgb, "H W 3", np.uint8, name="frame.rgb"))
+            # Planar frames (ned.media.PlanarFrame) give their picture: crops are cut
+            # from its YUV planes, and the frame is converted to RGB only to detect.
+            image = getattr(frame, "image", None)
+            if image is None or isinstance(image, np.ndarray):
+                image = frame.rgb if image is None else image
+                image = np.ascontiguousarray(check_array(image, "H W 3", np.uint8, name="frame.rgb"))
             t_s = float(frame.time_s)
-            landmarks, score, new_segment = self._frame_tracker.step(rgb, t_s)
+            landmarks, score, new_segment = self._frame_tracker.step(image, t_s)
             if landmarks is None:
                 smoother.reset()
             elif self.options.smooth:

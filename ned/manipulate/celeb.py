@@ -14,9 +14,11 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -110,25 +112,95 @@ def _fits(data: dict[str, np.ndarray], valid: np.ndarray) -> FaceFits:
                     data["expression"][valid], data["residual"][valid])
 
 
-def _write_frame(out: Path, index: int, data: dict[str, np.ndarray], t: int, edited: np.ndarray,
-                 new_expr: np.ndarray, size: int) -> None:
-    name = f"{index:06d}"
+def write_face3d_frame(out: Path, index: int, data: dict[str, np.ndarray], t: int, edited: np.ndarray,
+                       new_expr: np.ndarray, **extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Write ``<out>/face3d/<index>.npz``: the source frame's arrays with the edited ones.
+
+    Args:
+        data: the clip's stacked source face3d arrays (:func:`load_face3d`); ``t`` the row.
+        edited: ``(478, 3)`` edited landmarks, frame pixels (NaN when the frame has no face).
+        new_expr: the edited expression vector stored as ``expression``.
+        extra: more arrays to store (e.g. another backend's parameters).
+
+    Returns:
+        ``(landmarks_crop, landmarks_aligned)`` of the edited landmarks, float32.
+    """
     crop_m, aligned_m = data["crop_from_frame"][t], data["aligned_from_crop"][t]
-    valid = bool(data["valid"][t])
     lm_crop = transform_points(edited, crop_m)
     lm_aligned = transform_points(lm_crop, aligned_m)
     arrays = {k: data[k][t] for k in data}
     arrays.update(source_expression=data["expression"][t], expression=new_expr.astype(np.float32),
                   source_landmarks=data["landmarks"][t], landmarks=edited.astype(np.float32),
-                  landmarks_crop=lm_crop.astype(np.float32))
-    atomic_save_npz(out / "face3d" / f"{name}.npz", **arrays)
+                  landmarks_crop=lm_crop.astype(np.float32), **extra)
+    atomic_save_npz(out / "face3d" / f"{index:06d}.npz", **arrays)
+    return lm_crop, lm_aligned
+
+
+def write_mesh_renders(out: Path, index: int, lm_crop: np.ndarray, lm_aligned: np.ndarray, valid: bool,
+                       size: int) -> None:
+    """Write ``nmfcs/``, ``shapes/`` and their ``_aligned`` copies of our face mesh (blank when not valid)."""
+    name = f"{index:06d}"
     blank = np.zeros((size, size, 3), np.uint8)
     for folder, render, pts in (("nmfcs", render_nmfc, lm_crop), ("nmfcs_aligned", render_nmfc, lm_aligned),
                                 ("shapes", render_shape, lm_crop), ("shapes_aligned", render_shape, lm_aligned)):
         atomic_write_image(out / folder / f"{name}.png", render(pts[:468], (size, size)) if valid else blank)
+
+
+def write_eye_landmarks(out: Path, index: int, lm_crop: np.ndarray, lm_aligned: np.ndarray) -> None:
+    """Write ``eye_landmarks/`` and ``eye_landmarks_aligned/`` of the edited landmarks."""
+    name = f"{index:06d}"
     for folder, pts in (("eye_landmarks", lm_crop), ("eye_landmarks_aligned", lm_aligned)):
         eyes = eye_landmarks(pts)
         atomic_write_text(out / folder / f"{name}.txt", "".join(f"{x:.3f} {y:.3f}\n" for x, y in eyes))
+
+
+def _write_frame(out: Path, index: int, data: dict[str, np.ndarray], t: int, edited: np.ndarray,
+                 new_expr: np.ndarray, size: int) -> None:
+    lm_crop, lm_aligned = write_face3d_frame(out, index, data, t, edited, new_expr)
+    write_mesh_renders(out, index, lm_crop, lm_aligned, bool(data["valid"][t]), size)
+    write_eye_landmarks(out, index, lm_crop, lm_aligned)
+
+
+def exp_folder(layout: CelebLayout, exp_name: str, overwrite: bool) -> Path:
+    """``<celeb>/<exp_name>``, checked before anything is computed.
+
+    Raises:
+        InputError: ``exp_name`` is not a plain folder name.
+        OutputError: it exists and ``overwrite`` is False.
+    """
+    if not exp_name or "/" in exp_name or exp_name.startswith(".") or exp_name in EXP_FOLDERS + ("videos",):
+        raise InputError(f"bad --exp_name {exp_name!r}: use a plain folder name such as 'happy_edit'")
+    final = layout.root / exp_name
+    if final.exists() and not overwrite:
+        raise OutputError(f"{final} already exists; choose another --exp_name or pass --overwrite")
+    return final
+
+
+@contextmanager
+def building_exp_folder(layout: CelebLayout, exp_name: str, final: Path,
+                        folders: tuple[str, ...] = EXP_FOLDERS) -> Iterator[Path]:
+    """Yield a temporary folder (with ``folders`` made) that replaces ``final`` when the block succeeds.
+
+    On any error the temporary folder is removed and ``final`` is left as it was.
+
+    Raises:
+        OutputError: the temporary folder cannot be created.
+    """
+    tmp = layout.root / f".{exp_name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for folder in folders:
+            (tmp / folder).mkdir(parents=True)
+    except OSError as err:
+        raise OutputError(f"{tmp}: cannot write here ({err.strerror or err})") from err
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *, ref_dirs: tuple[Path, ...] = (),
@@ -141,21 +213,10 @@ def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *
         OutputError: ``exp_name`` exists (without ``overwrite``) or cannot be written.
     """
     layout = CelebLayout(Path(celeb))
-    if not exp_name or "/" in exp_name or exp_name.startswith(".") or exp_name in EXP_FOLDERS + ("videos",):
-        raise InputError(f"bad --exp_name {exp_name!r}: use a plain folder name such as 'happy_edit'")
-    final = layout.root / exp_name
-    if final.exists() and not overwrite:
-        raise OutputError(f"{final} already exists; choose another --exp_name or pass --overwrite")
+    final = exp_folder(layout, exp_name, overwrite)
     state = preprocess_state(layout, ("test", "reference", "train"))
     references = [reference_expressions(Path(r)) for r in ref_dirs]
-    tmp = layout.root / f".{exp_name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        for folder in EXP_FOLDERS:
-            (tmp / folder).mkdir(parents=True)
-    except OSError as err:
-        raise OutputError(f"{tmp}: cannot write here ({err.strerror or err})") from err
-    try:
+    with building_exp_folder(layout, exp_name, final) as tmp:
         for clip in clip_frames(layout, state):
             data = load_face3d(layout.folder("face3d"), clip.first_frame, clip.frame_count)
             valid = data["valid"].astype(bool)
@@ -169,10 +230,4 @@ def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *
         atomic_write_json(tmp / "manipulation.json", {
             "version": __version__, "request": spec.describe(), "seed": spec.seed,
             "references": [str(r) for r in ref_dirs], "frames": int(state["frames"])})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

@@ -246,7 +246,7 @@ def _extract_one(extractor: Extractor, video: Path, out: Path) -> tuple[str | No
 
 
 def extract_expressions(clips: Sequence[ClipRecord], extractor: Extractor, cache_dir: str | Path, *,
-                        workers: int = 1, quiet: bool = False) -> list[ClipRecord]:
+                        workers: int = 1, quiet: bool = False, require_any: bool = True) -> list[ClipRecord]:
     """Cache every clip's ``(T, D)`` expression array, skipping those already cached.
 
     Args:
@@ -255,13 +255,14 @@ def extract_expressions(clips: Sequence[ClipRecord], extractor: Extractor, cache
         cache_dir: the cache folder.
         workers: processes (1 runs in this process).
         quiet: hide the progress bar.
+        require_any: raise when no clip ends up cached.
 
     Returns:
         The clips whose array is cached (failed clips are logged and left out).
 
     Raises:
         ModelFileError: when the extractor cannot run at all.
-        InputError: when no clip could be extracted.
+        InputError: when no clip could be extracted (with ``require_any``).
         ValueError: for ``workers < 1``.
     """
     if workers < 1:
@@ -298,7 +299,7 @@ def extract_expressions(clips: Sequence[ClipRecord], extractor: Extractor, cache
                 raise
     bar.close()
     done = [c for c in clips if c.key not in failed and cache_path(cache_dir, c).is_file()]
-    if not done:
+    if not done and require_any and clips:
         raise InputError(f"no clip could be turned into expression vectors ({len(failed)} failed); "
                          f"first error: {next(iter(failed.values()), 'none')}")
     return done

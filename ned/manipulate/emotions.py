@@ -170,13 +170,14 @@ class EmotionTargets:
     Attributes:
         offsets: emotion name -> (K,) float32 (zero on speech/blink shapes).
         baseline_percentile: the per-weight percentile of a clip that defines its neutral
-            baseline, as used at calibration time.
+            baseline, as used at calibration time; None = the face model's neutral
+            (weight 0), the default since identities carry no held expression.
         source: where the numbers come from (a path, or "emfacs" for the fallback).
         meta: anything else recorded with them (method, actors, check results).
     """
 
     offsets: dict[str, np.ndarray]
-    baseline_percentile: float
+    baseline_percentile: float | None
     source: str
     meta: dict = field(default_factory=dict)
 
@@ -216,7 +217,8 @@ def targets_from_json(data: dict, source: str) -> EmotionTargets:
                 w[Blendshape[shape]] = float(value)
             w[~emo_mask] = 0.0
             offsets[canonical_emotion(name)] = w
-        percentile = float(data["baseline_percentile"])
+        raw = data["baseline_percentile"]
+        percentile = None if raw is None else float(raw)
     except (KeyError, InputError) as err:
         raise ModelFileError(f"{source}: not an emotion-targets file ({err}); rerun "
                              "`python scripts/calibrate_emotions.py`") from err
@@ -239,7 +241,7 @@ def load_emotion_targets(path: str | Path | None = None) -> EmotionTargets:
         if path is not None:
             raise ModelFileError(f"{p}: emotion targets file not found; run `python scripts/calibrate_emotions.py`")
         logger.warning("%s missing: using EMFACS prototypes at weight 0.5 as emotion targets", p)
-        return EmotionTargets({e: 0.5 * emfacs_pattern(e) for e in EMOTIONS if e != "neutral"}, 20.0, "emfacs")
+        return EmotionTargets({e: 0.5 * emfacs_pattern(e) for e in EMOTIONS if e != "neutral"}, None, "emfacs")
     try:
         data = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as err:

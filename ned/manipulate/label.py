@@ -6,8 +6,12 @@ and target segments ``[(emotion, intensity), ...]``:
 1. the clip is split into consecutive equal parts, one per segment, blended by raised-
    cosine crossfades of ``transition_s`` centred on the boundaries (a partition of unity
    over time, so there is no pop);
-2. the emotion part's *neutral baseline* is the per-weight ``baseline_percentile`` of
-   the source clip (the actor's own resting level, robust to brief expressions);
+2. the emotion part's *neutral baseline* is the face model's neutral, weight 0: the
+   identity is the actor's neutral face with any clip-long lip-corner expression taken
+   out (:func:`ned.morph.fit.estimate_identity`), so a smile held through the whole clip
+   shows in the weights and "neutral" removes it. With ``baseline_percentile`` set, the
+   baseline is instead that per-weight percentile of the source clip (the old
+   behaviour, for weights measured against a foreign identity);
 3. each segment's target is ``baseline + calibrated offset`` (the emotion's signature,
    :mod:`ned.manipulate.emotions`), plus ``keep_dynamics`` times the source's fast
    emotion motion (its deviation from a ``dynamics_window_s`` moving average), so the
@@ -58,7 +62,8 @@ class ManipulateOptions:
         intensity: global multiplier of every segment's intensity, in [0, 1.5].
         transition_s: length of the raised-cosine crossfade between segments (seconds, >= 0).
         baseline_percentile: per-weight percentile of a clip taken as its neutral
-            baseline, in [0, 50]; None uses the calibration's value.
+            baseline, in [0, 50]; None uses the calibration's setting (the face model's
+            neutral, weight 0, unless the targets say otherwise).
         keep_dynamics: fraction of the source's fast emotion motion kept, in [0, 1].
         dynamics_window_s: moving-average window that separates the slow emotion state
             from fast motion (seconds, > 0).
@@ -127,9 +132,18 @@ def segment_weights(num_frames: int, num_segments: int, fps: float, transition_s
     return weights
 
 
-def neutral_baseline(expression: np.ndarray, percentile: float) -> np.ndarray:
-    """Per-weight ``percentile`` of a clip's weights ``(T, K)``: (K,) float64."""
-    return np.percentile(np.asarray(expression, np.float64), percentile, axis=0)
+def neutral_baseline(expression: np.ndarray, percentile: float | None) -> np.ndarray:
+    """A clip's neutral baseline: (K,) float64.
+
+    Args:
+        expression: (T, K) weights.
+        percentile: per-weight percentile of the clip in [0, 100], or None for the face
+            model's neutral (zeros: weights are measured from the actor's neutral face).
+    """
+    x = np.asarray(expression, np.float64)
+    if percentile is None:
+        return np.zeros(x.shape[-1])
+    return np.percentile(x, percentile, axis=0)
 
 
 def split_dynamics(expression: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,5 +241,6 @@ def manipulate_labels(
     rest = baseline[None, :] + options.keep_dynamics * fast
     goals = [rest + targets.offset(seg.name)[None, :] for seg in segments]
     weights = segment_weights(len(src), len(segments), fps, options.transition_s)
-    logger.debug("label manipulation: %s, baseline p%.0f", [str(s) for s in segments], pct)
+    logger.debug("label manipulation: %s, baseline %s", [str(s) for s in segments],
+                 "zero" if pct is None else f"p{pct:g}")
     return blend_towards(src, goals, weights, intensities, rig)

@@ -354,8 +354,10 @@ class LearnedOptions:
         seed: seed of the label-driven latent code.
         hop: frames between translated windows (>= 1; 1 as the original release).
         sigma: Gaussian blending width in frames (> 0; None = the original release's).
-        keep_speech: copy the backend's speech part (jaw / lip aperture) from the source
-            after translation, so the lip motion is exactly the source's.
+        keep_speech: copy the backend's kept part from the source after translation
+            (face3d: speech shapes and blinks; deca: jaw opening), so the lip motion is
+            exactly the source's (the project's rule); False gives the networks' raw output,
+            as the original release.
         device: auto, cpu or cuda[:N].
     """
 
@@ -365,7 +367,7 @@ class LearnedOptions:
     seed: int = 0
     hop: int = 1
     sigma: float | None = None
-    keep_speech: bool = False
+    keep_speech: bool = True
     device: str = "cpu"
 
     def __post_init__(self) -> None:

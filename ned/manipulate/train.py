@@ -392,6 +392,15 @@ def init_distributed(device_spec: str = "auto") -> tuple[DistInfo, torch.device]
     return DistInfo(rank=rank, world_size=world, local_rank=local), device
 
 
+def _all_ok(info: DistInfo, device: torch.device, ok: bool) -> bool:
+    """True when ``ok`` holds on every process (a barrier that also carries a verdict)."""
+    if info.world_size == 1 or not dist.is_initialized():
+        return ok
+    flag = torch.tensor([0.0 if ok else 1.0], device=device)
+    dist.all_reduce(flag)
+    return float(flag.item()) == 0.0
+
+
 def _barrier(info: DistInfo) -> None:
     if info.world_size > 1 and dist.is_initialized():
         dist.barrier()
@@ -434,6 +443,7 @@ class TrainReport:
     log_path: Path
     train_windows: int = 0
     val_windows: int = 0
+    rank: int = 0
 
 
 _MODULES = ("generator", "mapping_network", "style_encoder", "discriminator")
@@ -777,7 +787,7 @@ class Trainer:
                            train_losses=train_losses, val_losses=val_losses, elapsed_s=elapsed,
                            steps_per_s=steps / elapsed if elapsed > 0 else 0.0,
                            log_path=opts.checkpoints_dir / "loss_log.csv", train_windows=len(self.train_set),
-                           val_windows=len(self.val_set) if self.val_set is not None else 0)
+                           val_windows=len(self.val_set) if self.val_set is not None else 0, rank=self.dist.rank)
 
 
 class _LossLog:
@@ -833,15 +843,33 @@ def train_manipulator(data: DataOptions, options: TrainOptions, *, extractor: Ca
     Raises:
         InputError: no usable clips / actors; ModelFileError: extractor or checkpoint problems.
     """
+    owns_group = not (dist.is_available() and dist.is_initialized())
     info, device = init_distributed(options.device)
+    try:
+        return _train(data, options, info, device, extractor, quiet)
+    finally:
+        if owns_group and info.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(data: DataOptions, options: TrainOptions, info: DistInfo, device: torch.device,
+           extractor: Callable | None, quiet: bool) -> TrainReport:
     extractor = extractor or get_extractor(options.backend)
     cache_dir = data.cache_dir or options.checkpoints_dir / "expressions" / backend_fingerprint(options.backend)
     clips = discover_clips(data.root, data.labels_csv, views=data.views)
     logger.info("%d labelled clips of %d actors under %s", len(clips), len({c.actor for c in clips}), data.root)
-    extract_expressions(clips[info.rank::info.world_size], extractor, cache_dir, workers=data.workers,
-                        quiet=quiet or not info.is_main)
-    _barrier(info)
-    clip_data = load_clips([c for c in clips if cache_path(cache_dir, c).is_file()], cache_dir)
+    error: Exception | None = None
+    try:  # each process extracts its share of the clips
+        extract_expressions(clips[info.rank::info.world_size], extractor, cache_dir, workers=data.workers,
+                            quiet=quiet or not info.is_main, require_any=info.world_size == 1)
+    except (InputError, ModelFileError) as err:
+        error = err
+    if not _all_ok(info, device, error is None):
+        raise error or InputError("another training process failed to extract expressions (see its log)")
+    cached = [c for c in clips if cache_path(cache_dir, c).is_file()]
+    if not cached:
+        raise InputError(f"{data.root}: no clip could be turned into expression vectors (see the log)")
+    clip_data = load_clips(cached, cache_dir)
     train_clips, val_clips = split_by_actor(clip_data, options.val_actors)
     try:
         train_set = WindowDataset(train_clips, options.window, data.hop)

@@ -9,9 +9,10 @@ Model of a frame's 468 mesh points (image pixels, x right, y down, z away)::
   temples, face side, inner eye corners) onto the frame's. No rig shape moves a rigid
   point, so pose does not depend on the expression.
 - identity (``(468, 3)`` canonical units, ≈ IOD): the actor's neutral face, estimated
-  over a clip (:func:`estimate_identity`); its component in the rig's span is replaced
-  by the canonical mesh's, so expression weights are comparable across clips and
-  actors ("absolute") instead of relative to the clip's average face.
+  over a clip (:func:`estimate_identity`): the median of its most neutral-looking
+  frames, less any lip-corner expression held through the whole clip (a constant smile
+  or frown, :func:`held_expression`), which would otherwise pass for the actor's neutral.
+  Weights are therefore measured from the actor's own neutral face: 0 = neutral.
 - expression ``(K,)``: bounded least squares against the rig, in canonical space, with
   depth residuals down-weighted (MediaPipe's z is the noisiest axis) and a small ridge.
   The box-constrained problem is solved exactly for a whole batch of frames at once by
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ned.morph.rig import KEPT_SHAPES, Rig, load_rig, shape_mask
+from ned.morph.rig import KEPT_SHAPES, Blendshape, Rig, load_rig, shape_mask
 from ned.morph.topology import NUM_VERTICES, Topology, eye_centres, inner_lip_gaps, load_topology
 from ned.types import check_array
 
@@ -41,6 +42,8 @@ __all__ = [
     "FaceModel",
     "procrustes",
     "estimate_identity",
+    "held_expression",
+    "corner_elevation",
     "solve_box_qp",
     "apply_expression_delta",
     "iris_follow",
@@ -68,8 +71,10 @@ class FitOptions:
         pose_nonrigid_weight: weight of non-rigid points in those refinements, in [0, 1].
         identity_fraction: fraction of the clip's frames, the most neutral-looking ones,
             whose median forms the identity, in (0, 1].
-        identity_project: replace the identity's component in the rig's span by the
-            canonical mesh's (expression weights become comparable across clips).
+        held_corner_tolerance: lip-corner elevation (IOD units, >= 0) a neutral mouth
+            may show; a clip-long expression beyond it (a held smile or frown) is taken
+            out of the identity and left to the expression weights
+            (:func:`held_expression`); None keeps whatever the clip holds in the identity.
     """
 
     robust_iterations: int = 3
@@ -81,7 +86,7 @@ class FitOptions:
     pose_alternations: int = 1
     pose_nonrigid_weight: float = 0.3
     identity_fraction: float = 0.5
-    identity_project: bool = False
+    held_corner_tolerance: float | None = 0.025
 
     def __post_init__(self) -> None:
         for name in ("robust_iterations", "solver_iterations"):
@@ -102,6 +107,8 @@ class FitOptions:
             raise ValueError(f"ridge must be >= 0, got {self.ridge}")
         if not 0.0 < self.identity_fraction <= 1.0:
             raise ValueError(f"identity_fraction must be in (0, 1], got {self.identity_fraction}")
+        if self.held_corner_tolerance is not None and not self.held_corner_tolerance >= 0:
+            raise ValueError(f"held_corner_tolerance must be >= 0 or None, got {self.held_corner_tolerance}")
 
 
 @dataclass(frozen=True)
@@ -365,9 +372,8 @@ def estimate_identity(
     Frames are aligned (robust Procrustes on the rigid points) to the canonical mesh,
     then to their own median; the most neutral-looking ``identity_fraction`` of them
     (closest to the median on the mobile points, mouth most closed) give the per-vertex
-    median. With ``identity_project`` the rig-span component relative to the canonical
-    mesh is then replaced by the canonical's (bounded weights then measure expression
-    against a common neutral, not against this clip's average face).
+    median. A lip-corner expression held beyond ``held_corner_tolerance`` is then taken
+    out (:func:`held_expression`), so a clip-long smile is measured as expression.
 
     Args:
         landmark_seq: (T, 468, 3) or (T, 478, 3) frame pixels; frames with NaN are skipped.
@@ -402,14 +408,76 @@ def estimate_identity(
     score = dev / max(np.median(dev), 1e-9) + aperture / max(np.median(aperture), 1e-9)
     keep = np.argsort(score)[: max(1, int(round(options.identity_fraction * len(aligned))))]
     identity = np.median(aligned[keep], axis=0)
-    if options.identity_project:
-        basis = rig.basis.reshape(rig.num_shapes, -1).astype(np.float64)
-        delta = (identity - rig.canonical).reshape(-1)
-        gram = basis @ basis.T
-        gram += np.eye(len(gram)) * 1e-6 * np.trace(gram) / len(gram)
-        coef = np.linalg.solve(gram, basis @ delta)
-        identity = identity - (coef @ basis).reshape(NUM_VERTICES, 3)
+    if options.held_corner_tolerance is not None:
+        held = held_expression(identity, rig, options.held_corner_tolerance)
+        if held.any():
+            logger.debug("identity: held lip-corner expression taken out: %s",
+                         {Blendshape(k).name: round(float(held[k]), 3) for k in np.flatnonzero(held)})
+        identity = identity - rig.displacement(held).astype(np.float64)
     return identity.astype(np.float32)
+
+
+_CORNERS = {"L": 291, "R": 61}  # outer lip corners, the person's left / right
+_LIP_CENTRE = (13, 14)  # inner-lip centre, upper / lower
+
+
+def corner_elevation(points: np.ndarray, rig: Rig | None = None) -> np.ndarray:
+    """Height of each outer lip corner above the lip line: ``(*, 2)`` (person's L, R).
+
+    Measured in canonical units (y down, so a corner above the line is positive) from the
+    point between the inner-lip centres that parting the lips does not move (weighted by
+    the rig's ``LIPS_PART`` field), so opening the lips for speech leaves it unchanged;
+    a smile raises it (about 0.09 per unit of ``LIP_CORNER_PULL``), a frown lowers it.
+    The canonical neutral mesh has 0; neutral actors measure within about +-0.01.
+
+    Args:
+        points: (*, 468, 3) canonical-space points (e.g. an identity).
+        rig: default the packaged rig.
+    """
+    rig = rig or load_rig()
+    up, lo = _LIP_CENTRE
+    d_up, d_lo = rig.basis[Blendshape.LIPS_PART, [up, lo], 1].astype(np.float64)
+    a = d_lo / (d_lo - d_up) if d_lo != d_up else 0.5
+    p = np.asarray(points, np.float64)
+    line = a * p[..., up, 1] + (1.0 - a) * p[..., lo, 1]
+    return np.stack([line - p[..., _CORNERS[s], 1] for s in ("L", "R")], axis=-1)
+
+
+def held_expression(identity: np.ndarray, rig: Rig | None = None, tolerance: float = 0.025) -> np.ndarray:
+    """The lip-corner expression an identity holds beyond a neutral mouth: (K,) float32.
+
+    A clip's identity is the median of its most neutral frames; when the actor smiles (or
+    frowns) through the whole clip, that is a smile. Per side, the corner elevation
+    (:func:`corner_elevation`) beyond ``tolerance`` is converted into ``LIP_CORNER_PULL``
+    (above) or ``LIP_CORNER_DEPRESS`` (below) weight by the rig's own effect on it (a soft
+    threshold: continuous in the identity). Subtracting ``rig.displacement`` of the result
+    from the identity leaves a neutral mouth, and the fitted weights then carry the held
+    expression. Brows, lids and cheeks are not examined: their neutral position varies too
+    much between faces to tell a held expression from the actor's own face.
+
+    Args:
+        identity: (468, 3) canonical-space neutral face estimate.
+        rig: default the packaged rig.
+        tolerance: elevation (IOD units, >= 0) a neutral mouth may show.
+
+    Returns:
+        (K,) float32 weights, zero except the lip-corner shapes.
+    """
+    rig = rig or load_rig()
+    check_array(np.asarray(identity), f"{NUM_VERTICES} 3", name="identity")
+    elevation = corner_elevation(identity, rig)
+    base = corner_elevation(rig.canonical, rig)
+    held = np.zeros(rig.num_shapes, np.float32)
+    for k, side in enumerate(("L", "R")):
+        pull, depress = Blendshape[f"LIP_CORNER_PULL_{side}"], Blendshape[f"LIP_CORNER_DEPRESS_{side}"]
+        up = corner_elevation(rig.canonical + rig.basis[pull], rig)[k] - base[k]
+        down = base[k] - corner_elevation(rig.canonical + rig.basis[depress], rig)[k]
+        excess = elevation[k] - base[k]
+        if excess > tolerance and up > 0:
+            held[pull] = min((excess - tolerance) / up, rig.upper[pull])
+        elif excess < -tolerance and down > 0:
+            held[depress] = min((-excess - tolerance) / down, rig.upper[depress])
+    return held
 
 
 # ---------------------------------------------------------------------------------------

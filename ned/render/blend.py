@@ -34,8 +34,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import scipy.sparse as sp
-import scipy.sparse.linalg as sla
 
 from ned.types import check_array
 
@@ -273,6 +271,8 @@ def _harmonic_exact(g: np.ndarray, inside: np.ndarray) -> np.ndarray:
 
     ``inside`` must be False on the array's border rows and columns.
     """
+    import scipy.sparse as sp  # imported here: only the Poisson blend needs SciPy
+    import scipy.sparse.linalg as sla
     n = int(inside.sum())
     index = np.full(inside.shape, -1, np.int64)
     index[inside] = np.arange(n)

@@ -895,6 +895,12 @@ def _train(celeb_path: str | Path, out_dir: Path, options: TrainOptions, device:
     if resume_state is not None and int(resume_state["step"]) >= options.steps:
         logger.info("checkpoint is at step %d >= --steps %d: nothing to do", resume_state["step"], options.steps)
 
+    frames = CelebFrames(celeb_path)
+    if options.use_warp and warp_provider is None:
+        if options.warp_provider == "mesh":
+            frames.landmarks(0)  # fail early, with the fix in the message, when face3d/ is missing
+        warp_provider = make_warp_provider(options.warp_provider)
+
     seed_everything(options.seed)
     nets = build_networks(options.network_options())
     vgg = None
@@ -912,11 +918,6 @@ def _train(celeb_path: str | Path, out_dir: Path, options: TrainOptions, device:
         trainer.load_state_dict(pre, weights_only=True)
         logger.info("initialised the networks from %s (step %d)", pre_path, pre["step"])
 
-    frames = CelebFrames(celeb_path)
-    if options.use_warp and warp_provider is None:
-        if options.warp_provider == "mesh":
-            frames.landmarks(0)  # fail early, with the fix in the message, when face3d/ is missing
-        warp_provider = make_warp_provider(options.warp_provider)
     train_ids, held_ids = _split_frames(frames, options.holdout_fraction)
 
     def make_dataset(ids: list[int], sources: list[int]) -> RendererDataset:

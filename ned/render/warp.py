@@ -270,7 +270,8 @@ def _parse_size(out_size: tuple[int, int] | None, image: np.ndarray) -> tuple[in
 def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray,
                           triangles: np.ndarray, *, out_size: tuple[int, int] | None = None,
                           anchors: np.ndarray | None = None, interpolation: str = "linear",
-                          map_step: int = 1, background: str = "identity") -> tuple[np.ndarray, np.ndarray]:
+                          map_step: int = 1, background: str = "identity",
+                          out_box: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Warp ``image`` so that ``src_points`` land on ``dst_points``, triangle by triangle.
 
     Convention: backward mapping; output pixel ``(x, y)`` inside destination triangle ``t``
@@ -301,15 +302,18 @@ def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points:
             by well under a pixel only near triangle edges (exact for a global affine map).
         background: ``"identity"`` (default; the warp of an image onto itself) or
             ``"zero"`` (e.g. mapping a texture onto a mesh: 0 outside the triangles).
+        out_box: ``(x0, y0, x1, y1)`` (exclusive ends) within the output: compute and
+            return only this box (the source may still be read anywhere in ``image``);
+            default the whole output.
 
     Returns:
-        ``warped`` ``(h, w, 3) uint8`` and ``coverage`` ``(h, w) float32``: 1 where the
-        output pixel was warped (it lies in a non-degenerate destination triangle with a
-        moving vertex), else 0.
+        ``warped`` ``(h, w, 3) uint8`` and ``coverage`` ``(h, w) float32`` (the output size,
+        or the box's): 1 where the output pixel was warped (it lies in a non-degenerate
+        destination triangle with a moving vertex), else 0.
 
     Raises:
         ValueError: on bad shapes, dtypes, non-finite points, indices out of range, an
-            unknown interpolation or background, or a bad ``map_step``.
+            unknown interpolation or background, a bad ``map_step`` or ``out_box``.
     """
     check_array(image, "H W 3", np.uint8, name="image")
     if background not in ("identity", "zero"):
@@ -336,12 +340,31 @@ def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points:
     if not (np.isfinite(src[used]).all() and np.isfinite(dst[used]).all()):
         raise ValueError("src_points/dst_points: non-finite coordinates (a missing face should not be warped)")
     height, width = _parse_size(out_size, image)
+    if out_box is None:
+        box = (0, 0, width, height)
+    else:
+        box = tuple(int(v) for v in out_box)
+        if len(box) != 4 or not (0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height):
+            raise ValueError(f"out_box must be (x0, y0, x1, y1) inside the {width}x{height} output, got {out_box}")
+    return _warp_box(image, src, dst, triangles, box, interpolation=interpolation, map_step=map_step,
+                     identity=background == "identity")
 
-    identity = background == "identity"
-    warped = _identity_output(image, height, width) if identity else np.zeros((height, width, 3), np.uint8)
-    coverage = np.zeros((height, width), np.float32)
+
+def _warp_box(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray,
+              box: tuple[int, int, int, int], *, interpolation: str, map_step: int, identity: bool,
+              coverage: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The warp of :func:`warp_piecewise_affine` over ``box`` of the output (checked inputs).
+
+    ``src``, ``dst``: ``(N, 2) float64`` with the anchors appended. Returns ``warped``
+    ``(h, w, 3) uint8`` and ``coverage`` ``(h, w) float32`` of the box (None when
+    ``coverage`` is False).
+    """
+    bx0, by0, bx1, by1 = box
+    bh, bw = by1 - by0, bx1 - bx0
+    warped = _identity_output(image, box) if identity else np.zeros((bh, bw, 3), np.uint8)
+    cover = np.zeros((bh, bw), np.float32) if coverage else None
     if triangles.shape[0] == 0:
-        return warped, coverage
+        return warped, cover
 
     # Triangles to draw: non-degenerate in the destination and moving; folded ones first.
     triangles = triangles.astype(np.intp)
@@ -356,34 +379,47 @@ def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points:
         logger.debug("warp: %d folded triangles", int(folded.sum()))
     order = np.concatenate([np.flatnonzero(folded), np.flatnonzero(draw & ~folded)])
     if len(order) == 0:
-        return warped, coverage
+        return warped, cover
 
-    # Region of the output that can change: bounding box of the drawn triangles.
+    # Region of the output that can change: bounding box of the drawn triangles, within
+    # the box. The sampling grid of the displacement stays anchored at the triangles'
+    # corner (same parity), so a box gives the same values as the whole output.
     corners = dst[triangles[order].ravel()]
-    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 1
+    tx0, ty0 = np.floor(corners.min(axis=0)).astype(int) - 1
     x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 2
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-    if x1 <= x0 or y1 <= y0:
-        return warped, coverage
+    x0 = tx0 if tx0 >= bx0 else bx0 - (bx0 - tx0) % map_step
+    y0 = ty0 if ty0 >= by0 else by0 - (by0 - ty0) % map_step
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, bx1), min(y1, by1)
+    if x1 <= max(x0, bx0) or y1 <= max(y0, by0):
+        return warped, cover
     origin = np.array([x0, y0], np.float64)
     src_l, dst_l = src - origin, dst - origin                  # region-local pixels
-    index, map_x, map_y = _backward_map(src_l, dst_l, triangles[order], y1 - y0, x1 - x0, map_step)
+    index, map_x, map_y = _backward_map(src_l, dst_l, triangles[order], y1 - y0, x1 - x0, map_step,
+                                        need_index=coverage or not identity)
+    # Crop the grid's parity margin to the box.
+    cx, cy = max(bx0 - x0, 0), max(by0 - y0, 0)
+    if cx or cy:
+        map_x, map_y = map_x[cy:, cx:], map_y[cy:, cx:]
+        index = index[cy:, cx:] if index is not None else None
+        x0, y0 = x0 + cx, y0 + cy
     map_x += np.float32(x0)
     map_y += np.float32(y0)
     region = cv2.remap(image, map_x, map_y, _INTERPOLATIONS[interpolation], borderMode=cv2.BORDER_REPLICATE)
-    inside = index < len(order)
-    if identity and image.shape[:2] == (height, width):
+    out = warped[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
+    if identity and image.shape[0] >= y1 and image.shape[1] >= x1:
         # Outside the triangles the map is the exact identity on integer pixel centres,
         # which every cv2 interpolation reproduces bit for bit: copy the whole region.
-        warped[y0:y1, x0:x1] = region
+        out[...] = region
     else:
-        np.copyto(warped[y0:y1, x0:x1], region, where=inside[..., None])
-    coverage[y0:y1, x0:x1] = inside
-    return warped, coverage
+        inside = index < len(order)
+        np.copyto(out, region, where=inside[..., None])
+    if cover is not None:
+        cover[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] = index < len(order)
+    return warped, cover
 
 
 def _backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, height: int, width: int,
-                  step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  step: int, need_index: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Triangle index and backward map of a region, drawing ``triangles`` in order.
 
     Args:
@@ -393,8 +429,9 @@ def _backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, heigh
         step: sampling step of the displacement (1 = every pixel).
 
     Returns:
-        ``index`` ``(h, w) float32`` (``m`` outside every triangle), ``map_x``, ``map_y``
-        ``(h, w) float32`` source coordinates in region pixels.
+        ``index`` ``(h, w) float32`` (``m`` outside every triangle; None unless
+        ``need_index``), ``map_x``, ``map_y`` ``(h, w) float32`` source coordinates in
+        region pixels.
     """
     m = len(triangles)
     # Coefficient tables: column t = triangle t's displacement affine; column m = zero.
@@ -425,17 +462,18 @@ def _backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, heigh
         size = (gw * step, gh * step)
         disp_x = cv2.resize(disp_x, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
         disp_y = cv2.resize(disp_y, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
-        index = cv2.resize(index, size, interpolation=cv2.INTER_NEAREST)[:height, :width]
+        index = cv2.resize(index, size, interpolation=cv2.INTER_NEAREST)[:height, :width] if need_index else None
     map_x = cv2.add(disp_x, _grid("x", height, width))
     map_y = cv2.add(disp_y, _grid("y", height, width))
     return index, map_x, map_y
 
 
-def _identity_output(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``(height, width, 3) uint8``: ``image`` where it overlaps, zeros elsewhere."""
-    if image.shape[:2] == (height, width):
-        return image.copy()
-    out = np.zeros((height, width, 3), np.uint8)
-    h, w = min(height, image.shape[0]), min(width, image.shape[1])
-    out[:h, :w] = image[:h, :w]
+def _identity_output(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``(h, w, 3) uint8`` over ``box`` of the output: ``image`` where it overlaps, zeros elsewhere."""
+    x0, y0, x1, y1 = box
+    if x1 <= image.shape[1] and y1 <= image.shape[0]:
+        return image[y0:y1, x0:x1].copy()
+    out = np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
+    h, w = max(min(y1, image.shape[0]) - y0, 0), max(min(x1, image.shape[1]) - x0, 0)
+    out[:h, :w] = image[y0:y0 + h, x0:x0 + w]
     return out

@@ -23,10 +23,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ned.render.blend import BlendOptions, blend, mask_reach_px, soft_mask
-from ned.render.warp import WarpMesh, anchor_ring, build_warp_mesh, warp_piecewise_affine
+from ned.render.warp import WarpMesh, _warp_box, anchor_ring, build_warp_mesh
 from ned.types import check_array
 
-__all__ = ["AppearanceContext", "AppearanceFn", "RenderOptions", "RenderedFace", "WarpRenderer"]
+__all__ = ["AppearanceContext", "AppearanceFn", "RenderOptions", "RenderedFace", "RenderedRegion", "WarpRenderer"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,51 @@ class RenderedFace:
     def rendered(self) -> bool:
         """False when the frame was passed through (no face, or an empty region)."""
         return bool(self.box[2] > self.box[0] and self.box[3] > self.box[1])
+
+
+@dataclass(frozen=True)
+class RenderedRegion:
+    """The rendered face over the changed region only (what :meth:`WarpRenderer.render_region`
+    returns; no full-frame copies).
+
+    Attributes:
+        box: ``(4,) int32`` ``x0 y0 x1 y1`` (exclusive ends) of the region, frame pixels;
+            all zero when nothing was rendered (then the arrays are empty).
+        source: ``(h, w, 3) uint8`` the input frame over ``box``.
+        image: ``(h, w, 3) uint8`` the composited region, equal to ``source`` bit for bit
+            where ``mask == 0``.
+        mask: ``(h, w) float32`` blend mask in ``[0, 1]``; 0 everywhere outside ``box``.
+    """
+
+    box: np.ndarray
+    source: np.ndarray
+    image: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def rendered(self) -> bool:
+        """False when the frame was passed through (no face, or an empty region)."""
+        return bool(self.box[2] > self.box[0] and self.box[3] > self.box[1])
+
+    def paste(self, frame: np.ndarray) -> None:
+        """Write the composited region into ``frame`` ``(H, W, 3) uint8`` in place."""
+        if self.rendered:
+            x0, y0, x1, y1 = (int(v) for v in self.box)
+            frame[y0:y1, x0:x1] = self.image
+
+    def full_mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """The blend mask over a whole ``(H, W)`` frame (zeros outside the box)."""
+        out = np.zeros(shape[:2], np.float32)
+        if self.rendered:
+            x0, y0, x1, y1 = (int(v) for v in self.box)
+            out[y0:y1, x0:x1] = self.mask
+        return out
+
+    @staticmethod
+    def empty() -> RenderedRegion:
+        """Nothing rendered."""
+        return RenderedRegion(np.zeros(4, np.int32), np.zeros((0, 0, 3), np.uint8),
+                              np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32))
 
 
 @dataclass(frozen=True)
@@ -172,12 +217,37 @@ class WarpRenderer:
                 wrong shape/dtype.
         """
         check_array(frame, "H W 3", np.uint8, name="frame")
+        region = self.render_region(frame, src_landmarks, dst_landmarks, payload=payload)
+        out = frame.copy()
+        region.paste(out)
+        return RenderedFace(frame=out, mask=region.full_mask(frame.shape), box=region.box)
+
+    def render_region(self, frame: Any, src_landmarks: np.ndarray, dst_landmarks: np.ndarray,
+                      *, payload: Any = None) -> RenderedRegion:
+        """:meth:`render`, returning only the region that can change (no full-frame copies).
+
+        Args:
+            frame: ``(H, W, 3) uint8`` RGB, or a picture that converts regions on demand:
+                anything with ``shape`` ``(H, W, 3)`` and ``region_rgb(x0, y0, x1, y1)``
+                returning that rectangle as RGB (e.g. :class:`ned.media.YuvImage`).
+            src_landmarks, dst_landmarks, payload: as in :meth:`render`.
+
+        Returns:
+            :class:`RenderedRegion` (empty when the face is missing or off the frame).
+
+        Raises:
+            ValueError: as :meth:`render`.
+        """
+        if isinstance(frame, np.ndarray):
+            check_array(frame, "H W 3", np.uint8, name="frame")
+        elif not hasattr(frame, "region_rgb"):
+            raise ValueError(f"frame: expected an (H, W, 3) uint8 array or a planar picture, got {type(frame).__name__}")
         src = self._points(src_landmarks, "src_landmarks")
         dst = self._points(dst_landmarks, "dst_landmarks")
         height, width = frame.shape[:2]
         if not (np.isfinite(src).all() and np.isfinite(dst).all()):
             logger.debug("render: non-finite landmarks, frame passed through")
-            return _passthrough(frame)
+            return RenderedRegion.empty()
 
         mesh, opts = self.mesh, self.options
         anchors = anchor_ring(src, dst, mesh.oval, opts.ring_scale)
@@ -186,37 +256,37 @@ class WarpRenderer:
         face_width = float(np.ptp(dst[mesh.oval, 0]))
         feather = opts.blend.resolve_feather_px(face_width)
 
-        # Region: everything the warp or the mask can touch.
+        # Two boxes: the source box holds everything the warp can read (the anchor ring)
+        # and the mask; the output box only where the mask can be non-zero. Pixels of the
+        # output box outside the mask are copied back bit for bit by the blend.
         reach = mask_reach_px(feather) + 2
-        extent = np.concatenate([anchors, polygon])
-        x0 = max(0, int(np.floor(extent[:, 0].min())) - reach)
-        y0 = max(0, int(np.floor(extent[:, 1].min())) - reach)
-        x1 = min(width, int(np.ceil(extent[:, 0].max())) + reach + 1)
-        y1 = min(height, int(np.ceil(extent[:, 1].max())) + reach + 1)
-        if x1 <= x0 or y1 <= y0:
-            return _passthrough(frame)
+        sx0, sy0, sx1, sy1 = _box(np.concatenate([anchors, polygon]), reach, width, height)
+        x0, y0, x1, y1 = _box(polygon, reach, width, height)
+        if x1 <= x0 or y1 <= y0 or sx1 <= sx0 or sy1 <= sy0:
+            return RenderedRegion.empty()
+        source = frame[sy0:sy1, sx0:sx1] if isinstance(frame, np.ndarray) else frame.region_rgb(sx0, sy0, sx1, sy1)
+        s_origin = np.array([sx0, sy0], np.float64)
+        points_s = np.concatenate([src, anchors]) - s_origin
+        targets_s = np.concatenate([dst, anchors]) - s_origin
+        out_box = (x0 - sx0, y0 - sy0, x1 - sx0, y1 - sy0)
+        warped, coverage = _warp_box(source, points_s, targets_s, mesh.triangles, out_box,
+                                     interpolation=opts.interpolation, map_step=opts.map_step, identity=True,
+                                     coverage=self.appearance is not None)
+        region = source[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
         origin = np.array([x0, y0], np.float64)
-        region = frame[y0:y1, x0:x1]
-        src_l, dst_l, anchors_l = src - origin, dst - origin, (anchors - origin).astype(np.float32)
-
-        warped, coverage = warp_piecewise_affine(region, src_l, dst_l, mesh.triangles, anchors=anchors_l,
-                                                 interpolation=opts.interpolation, map_step=opts.map_step)
         mask = soft_mask(polygon - origin, (y1 - y0, x1 - x0), feather)
         if self.appearance is not None:
-            source = region.view()
-            source.flags.writeable = False
-            ctx = AppearanceContext(origin=np.array([x0, y0], np.int64), source=source,
-                                    src_points=src_l.astype(np.float32), dst_points=dst_l.astype(np.float32),
-                                    anchors=anchors_l, coverage=coverage, mask=mask, mesh=mesh, payload=payload)
+            view = region.view()
+            view.flags.writeable = False
+            ctx = AppearanceContext(origin=np.array([x0, y0], np.int64), source=view,
+                                    src_points=(src - origin).astype(np.float32),
+                                    dst_points=(dst - origin).astype(np.float32),
+                                    anchors=(anchors - origin).astype(np.float32), coverage=coverage, mask=mask,
+                                    mesh=mesh, payload=payload)
             warped = self.appearance(warped, ctx)
             check_array(warped, f"{y1 - y0} {x1 - x0} 3", np.uint8, name="appearance output")
         composited = blend(region, warped, mask, opts.blend)
-
-        out = frame.copy()
-        out[y0:y1, x0:x1] = composited
-        full_mask = np.zeros((height, width), np.float32)
-        full_mask[y0:y1, x0:x1] = mask
-        return RenderedFace(frame=out, mask=full_mask, box=np.array([x0, y0, x1, y1], np.int32))
+        return RenderedRegion(box=np.array([x0, y0, x1, y1], np.int32), source=region, image=composited, mask=mask)
 
     def _points(self, points: np.ndarray, name: str) -> np.ndarray:
         points = np.asarray(points)
@@ -225,6 +295,10 @@ class WarpRenderer:
         return points[: self.mesh.n_points, :2].astype(np.float64)
 
 
-def _passthrough(frame: np.ndarray) -> RenderedFace:
-    return RenderedFace(frame=frame.copy(), mask=np.zeros(frame.shape[:2], np.float32),
-                        box=np.zeros(4, np.int32))
+def _box(points: np.ndarray, margin: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer box ``(x0, y0, x1, y1)`` around ``points`` grown by ``margin``, clipped to the frame."""
+    x0 = max(0, int(np.floor(points[:, 0].min())) - margin)
+    y0 = max(0, int(np.floor(points[:, 1].min())) - margin)
+    x1 = min(width, int(np.ceil(points[:, 0].max())) + margin + 1)
+    y1 = min(height, int(np.ceil(points[:, 1].max())) + margin + 1)
+    return x0, y0, x1, y1
