@@ -45,7 +45,27 @@ class PostprocessOptions:
     render: RenderOptions = field(default_factory=RenderOptions)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     crop_size: int = 256
+    renderer_checkpoint: Path | None = None
+    device: str = "auto"
     quiet: bool = False
+
+
+class NeuralFrameRenderer:
+    """Adapter giving the neural renderer the training-free renderer's ``render`` call;
+    the payload of each frame is its ``crop_from_frame`` (2x3) from ``face3d/``."""
+
+    def __init__(self, checkpoint: Path, crop_size: int, render: RenderOptions, device: str) -> None:
+        from ned.render.neural_renderer import NeuralRenderer
+
+        self._renderer = NeuralRenderer.load(checkpoint, device=device)
+        self._crop_size, self._options = crop_size, render
+
+    def reset(self) -> None:
+        self._renderer.reset()
+
+    def render(self, frame: np.ndarray, src: np.ndarray, dst: np.ndarray, *, payload: np.ndarray):
+        return self._renderer.render_frame(frame, src, dst, payload, crop_size=self._crop_size,
+                                           blend_options=self._options.blend, mask_scale=self._options.mask_scale)
 
 
 def _frame_writer(exp: Path, first: int, src: dict, dst: dict, size: int):
@@ -84,7 +104,10 @@ def postprocess_celeb(celeb: str | Path, exp_name: str, options: PostprocessOpti
     from ned import __version__
 
     comment = f"edited by ned {__version__}: {request}"
-    renderer = make_renderer(options.render)
+    neural = None
+    if options.renderer_checkpoint is not None:
+        neural = NeuralFrameRenderer(options.renderer_checkpoint, options.crop_size, options.render, options.device)
+    renderer = neural or make_renderer(options.render)
     for folder in OUTPUT_FOLDERS:
         (exp / folder).mkdir(parents=True, exist_ok=True)
     outputs = []
@@ -97,8 +120,11 @@ def postprocess_celeb(celeb: str | Path, exp_name: str, options: PostprocessOpti
         src = load_face3d(layout.folder("face3d"), clip.first_frame, clip.frame_count)
         dst = load_face3d(exp / "face3d", clip.first_frame, clip.frame_count)
         out = exp / f"{video.stem}.mp4"
+        if neural is not None:
+            neural.reset()  # temporal conditioning starts afresh with each clip
         render_video(video, out, src["landmarks"], dst["landmarks"], renderer, info=info, encode=options.encode,
                      comment=comment, quiet=options.quiet,
+                     payloads=(lambda t, m=src["crop_from_frame"]: m[t]) if neural is not None else None,
                      on_frame=_frame_writer(exp, clip.first_frame, src, dst, options.crop_size))
         outputs.append(out)
     return outputs

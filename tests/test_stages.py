@@ -142,3 +142,18 @@ def test_fewer_than_ten_frames_is_refused(tmp_path):
     with pytest.raises(InputError, match="at least 10"):
         manipulate_celeb(celeb, "x", _spec("happy"), quiet=True)
     assert not (celeb / "x").exists()
+
+
+def test_postprocess_with_a_trained_neural_renderer(celeb, tmp_path):
+    """`./postprocess.sh <celeb> <exp> <renderer_checkpoint>` selects the neural renderer."""
+    ckpt = tmp_path / "renderer"
+    assert main(["train-renderer", str(celeb), "--checkpoints_dir", str(ckpt), "--size", "32", "--arch", "unet_tiny",
+                 "--steps", "2", "--batch_size", "1", "--device", "cpu", "--quiet"]) == 0
+    manipulate_celeb(celeb, "neural", _spec("happy"), quiet=True)
+    proc = subprocess.run([str(REPO / "postprocess.sh"), str(celeb), "neural", str(ckpt), "--quiet"],
+                          env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert probe(celeb / "neural" / "clip.mp4").frame_count == N
+    bad = main(["postprocess", str(celeb), "--exp_name", "neural", "--renderer", "neural",
+                "--renderer_checkpoint", str(tmp_path / "none"), "--quiet"])
+    assert bad == ModelFileError.exit_code

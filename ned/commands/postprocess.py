@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ned.commands._common import (add_backend_arguments, add_celeb_argument, add_quiet, add_render_arguments,
                                   celeb_path, render_options)
@@ -25,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--renderer", choices=("warp", "neural"), default="warp",
                    help="warp: training-free (default); neural: a trained per-actor renderer")
     p.add_argument("--renderer_checkpoint", default=None, help="checkpoint folder of `ned train-renderer`")
+    p.add_argument("--device", default="auto", help="neural renderer device: auto, cpu, cuda[:N]")
     add_backend_arguments(p)
     add_quiet(p)
     p.set_defaults(func=run)
@@ -34,14 +36,16 @@ def run(args: argparse.Namespace) -> int:
     from ned.errors import InputError
     from ned.postprocess import PostprocessOptions, postprocess_celeb
 
-    if args.renderer == "neural":
-        raise InputError("the neural renderer is not wired into postprocess yet; use --renderer warp")
+    if args.renderer == "neural" and not args.renderer_checkpoint:
+        raise InputError("--renderer neural needs --renderer_checkpoint <dir> (train one with `ned train-renderer`)")
+    checkpoint = Path(args.renderer_checkpoint) if args.renderer == "neural" else None
     if args.backend == "deca":  # same rendering (from <exp_name>/face3d/); --deca_dir is not needed
         from ned.deca.stages import check_deca_manipulation
 
         check_deca_manipulation(celeb_path(args), args.exp_name)
     outputs = postprocess_celeb(celeb_path(args), args.exp_name,
-                                PostprocessOptions(render=render_options(args), quiet=args.quiet))
+                                PostprocessOptions(render=render_options(args), renderer_checkpoint=checkpoint,
+                                                   device=args.device, quiet=args.quiet))
     for out in outputs:
         print(f"wrote {out}")
     return 0
