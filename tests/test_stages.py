@@ -157,3 +157,27 @@ def test_postprocess_with_a_trained_neural_renderer(celeb, tmp_path):
     bad = main(["postprocess", str(celeb), "--exp_name", "neural", "--renderer", "neural",
                 "--renderer_checkpoint", str(tmp_path / "none"), "--quiet"])
     assert bad == ModelFileError.exit_code
+
+
+def test_manipulate_with_a_learned_checkpoint(celeb, tmp_path):
+    """A valid checkpoint in --checkpoints_dir selects the learned manipulator (seeded)."""
+    import torch
+
+    from ned.manipulate.checkpoint import checkpoint_path, save_checkpoint
+    from ned.manipulate.networks import build_networks, create_arch
+    from ned.morph.rig import Blendshape
+
+    torch.manual_seed(0)
+    nets = build_networks(create_arch("ned_small", input_dim=len(Blendshape), generator_hidden=16,
+                                      encoder_hidden=8, mapping_hidden=8))
+    payload = {k: m.state_dict() for k, m in nets.modules().items()}
+    payload.update(backend="face3d", arch=nets.arch.to_dict(), version=1, epoch=1, step=1)
+    save_checkpoint(checkpoint_path(tmp_path, 1), payload)
+    for name in ("learned_a", "learned_b"):
+        assert main(["manipulate", str(celeb), "--checkpoints_dir", str(tmp_path), "--emotion", "angry",
+                     "--exp_name", name, "--seed", "7", "--quiet"]) == 0
+    a, b = (load_npz(celeb / n / "face3d" / "000003.npz") for n in ("learned_a", "learned_b"))
+    assert np.array_equal(a["expression"], b["expression"])  # seeded: reproducible
+    assert not np.array_equal(a["expression"], a["source_expression"])
+    kept = [int(k) for k in KEPT_SHAPES]
+    assert np.allclose(a["expression"][kept], a["source_expression"][kept])  # speech kept
