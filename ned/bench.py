@@ -196,8 +196,10 @@ def results_json(results: list[StageResult], clip: Path | None) -> dict:
 
 
 def _reencode(clip: Path, work: Path, *, planar: bool) -> int:
-    from ned.media import EncodeOptions, VideoWriter, YuvImage, iter_frames, iter_planar_frames, probe, read_ahead
+    from ned.media import (EncodeOptions, VideoWriter, YuvImage, iter_frames, iter_planar_frames, probe, read_ahead,
+                           tune_malloc)
 
+    tune_malloc()  # as `ned edit` does: the references get every advantage the edit has
     info = probe(clip)
     n = 0
     frames = read_ahead(iter_planar_frames(clip) if planar else iter_frames(clip), 4)

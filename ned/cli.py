@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "postprocess",
     "edit",
     "evaluate",
+    "exemplars",
     "evaluate_suite",
     "train_manipulator",
     "train_renderer",

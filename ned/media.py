@@ -575,7 +575,8 @@ _CHROMA_TO_FULL = np.clip(np.round(128 + (np.arange(256) - 128) * (255 / 224)), 
 _RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114],
                           [-0.168736, -0.331264, 0.5],
                           [0.5, -0.418688, -0.081312]])
-_LIMITED_SCALE = np.array([[219 / 255], [224 / 255], [224 / 255]])
+_YCBCR_FROM_RGB_FULL = _RGB_TO_YCBCR.astype(np.float32)
+_YCBCR_FROM_RGB_LIMITED = (_RGB_TO_YCBCR * np.array([[219 / 255], [224 / 255], [224 / 255]])).astype(np.float32)
 
 
 def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
@@ -685,6 +686,42 @@ class YuvImage:
         v = cv2.warpAffine(self.v, m_c, size, flags=flags, borderMode=border)
         return self._to_rgb_planes(y, u, v)
 
+    def with_planes(self, x0: int, y0: int, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> av.VideoFrame:
+        """A new frame (same format) equal to this one except for a box of new samples.
+
+        Args:
+            x0, y0: even top-left corner of the box, luma pixels.
+            y: ``(h, w) uint8`` luma of the box (``h``, ``w`` even).
+            u, v: ``(h / 2, w / 2) uint8`` chroma of the box.
+
+        Returns:
+            An ``av.VideoFrame`` of this frame's format, size and colour tags.
+
+        Raises:
+            ValueError: odd corner or size, or a box leaving the picture.
+        """
+        h, w = check_array(y, "H W", np.uint8, name="y").shape
+        check_array(u, f"{h // 2} {w // 2}", np.uint8, name="u")
+        check_array(v, f"{h // 2} {w // 2}", np.uint8, name="v")
+        height, width = self.shape[:2]
+        if x0 % 2 or y0 % 2 or h % 2 or w % 2 or x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+            raise ValueError(f"with_planes: the box at ({x0}, {y0}) of {w}x{h} must be even and inside "
+                             f"the {width}x{height} picture")
+        out = self._copy()
+        y_out, u_out, v_out = (_plane_array(p) for p in out.planes[:3])
+        y_out[y0:y0 + h, x0:x0 + w] = y
+        u_out[y0 // 2:(y0 + h) // 2, x0 // 2:(x0 + w) // 2] = u
+        v_out[y0 // 2:(y0 + h) // 2, x0 // 2:(x0 + w) // 2] = v
+        return out
+
+    def _copy(self) -> av.VideoFrame:
+        """A writable copy of the decoded frame (the decoder may still use its buffers)."""
+        out = av.VideoFrame(self.shape[1], self.shape[0], self.frame.format.name)
+        for plane, src in zip(out.planes, (self.y, self.u, self.v)):
+            np.copyto(_plane_array(plane), src)
+        out.colorspace, out.color_range = self.frame.colorspace, self.frame.color_range
+        return out
+
     def with_region(self, x0: int, y0: int, before: np.ndarray, after: np.ndarray,
                     keep: np.ndarray | None = None) -> av.VideoFrame:
         """A new frame (same format) equal to this one except where ``after`` differs
@@ -709,28 +746,33 @@ class YuvImage:
         height, width = self.shape[:2]
         if not (0 <= x0 and 0 <= y0 and x0 + w <= width and y0 + h <= height):
             raise ValueError(f"with_region: the rectangle at ({x0}, {y0}) of {w}x{h} leaves the picture")
-        out = av.VideoFrame(width, height, self.frame.format.name)
-        for plane, src in zip(out.planes, (self.y, self.u, self.v)):
-            np.copyto(_plane_array(plane), src)
-        out.colorspace, out.color_range = self.frame.colorspace, self.frame.color_range
+        out = self._copy()
         if h == 0 or w == 0:
             return out
         # The chroma-aligned rectangle around (x0, y0, w, h); zero change outside it.
         ex0, ey0 = x0 & ~1, y0 & ~1
         ex1, ey1 = x0 + w + ((x0 + w) & 1), y0 + h + ((y0 + h) & 1)
-        diff = np.zeros((ey1 - ey0, ex1 - ex0, 3), np.float32)
-        inner = (slice(y0 - ey0, y0 - ey0 + h), slice(x0 - ex0, x0 - ex0 + w))
-        diff[inner] = cv2.subtract(after, before, dtype=cv2.CV_32F)
-        matrix = (_RGB_TO_YCBCR * (1.0 if self.full_range else _LIMITED_SCALE)).astype(np.float32)
+        if (ex0, ey0, ex1, ey1) == (x0, y0, x0 + w, y0 + h):
+            diff = cv2.subtract(after, before, dtype=cv2.CV_32F)
+            kept = None if keep is None else check_array(keep, f"{h} {w}", bool, name="keep").view(np.uint8)
+        else:
+            inner = (slice(y0 - ey0, y0 - ey0 + h), slice(x0 - ex0, x0 - ex0 + w))
+            diff = np.zeros((ey1 - ey0, ex1 - ex0, 3), np.float32)
+            diff[inner] = cv2.subtract(after, before, dtype=cv2.CV_32F)
+            kept = None
+            if keep is not None:
+                kept = np.zeros(diff.shape[:2], np.uint8)
+                kept[inner] = check_array(keep, f"{h} {w}", bool, name="keep")
+        matrix = _YCBCR_FROM_RGB_FULL if self.full_range else _YCBCR_FROM_RGB_LIMITED
         half = ((ex1 - ex0) // 2, (ey1 - ey0) // 2)
         d_y = cv2.transform(diff, matrix[:1])                                   # (h, w) luma change
         # The mean RGB change of each 2x2 block, then its chroma (the transform is linear).
-        d_cbcr = cv2.transform(cv2.resize(diff, half, interpolation=cv2.INTER_AREA), matrix[1:])
-        if keep is not None:
-            kept = np.zeros(diff.shape[:2], np.uint8)
-            kept[inner] = check_array(keep, f"{h} {w}", bool, name="keep")
-            d_cbcr[cv2.resize(kept, half, interpolation=cv2.INTER_AREA) > 0] = 0.0
-        d_cb, d_cr = np.ascontiguousarray(d_cbcr[..., 0]), np.ascontiguousarray(d_cbcr[..., 1])
+        block_mean = cv2.resize(diff, half, interpolation=cv2.INTER_AREA)
+        d_cb, d_cr = cv2.transform(block_mean, matrix[1:2]), cv2.transform(block_mean, matrix[2:])
+        if kept is not None:
+            blocked = cv2.resize(kept, half, interpolation=cv2.INTER_AREA) > 0
+            d_cb[blocked] = 0.0
+            d_cr[blocked] = 0.0
         y_out, u_out, v_out = (_plane_array(p) for p in out.planes[:3])
         for plane, delta, (a0, b0, a1, b1) in ((y_out, d_y, (ex0, ey0, ex1, ey1)),
                                                (u_out, d_cb, (ex0 // 2, ey0 // 2, ex1 // 2, ey1 // 2)),

@@ -171,10 +171,13 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
 
     Frames are decoded by a background thread. Without ``on_frame``, frames stay in
     their YUV planes when the encoder takes them as they are (8-bit 4:2:0 BT.601,
-    limited range, no rotation; see :class:`ned.media.YuvImage`): only the face region
-    is converted to RGB, rendered, and written back as a difference, so every sample
-    outside the blend mask goes to the encoder exactly as decoded, and frames without a
-    face are not converted at all. Otherwise each frame is rendered in RGB.
+    limited range, no rotation; see :class:`ned.media.YuvImage`), and every sample
+    outside the blend mask goes to the encoder exactly as decoded; frames without a
+    face are not converted at all. The warp renderer then renders on the planes
+    themselves (:meth:`~ned.render.warp_renderer.WarpRenderer.render_planes`); a
+    renderer with an appearance step gets the face region in RGB and its change is
+    written back as a difference. Otherwise (``on_frame``, other formats) each frame is
+    rendered in RGB.
 
     Args:
         src_landmarks, dst_landmarks: ``(T, 478, 3)`` frame pixels (NaN rows pass through).
@@ -189,6 +192,7 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
     edited = 0
     by_region = hasattr(renderer, "render_region")
     planar = on_frame is None and by_region
+    by_planes = planar and payloads is None and bool(getattr(renderer, "renders_planes", False))
     frames = read_ahead(iter_planar_frames(source) if planar else iter_frames(source), _READ_AHEAD)
     with VideoWriter(output, width=info.width, height=info.height, fps=info.fps, audio_from=source,
                      comment=comment, options=encode, time_base=info.time_base) as writer, \
@@ -200,7 +204,13 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
             image = frame.image if planar else None
             if isinstance(image, YuvImage) and writer.accepts(image):
                 picture = image.frame
-                if face:
+                if face and by_planes:
+                    planes = renderer.render_planes(image.y, image.u, image.v, src_landmarks[t], dst_landmarks[t])
+                    if planes.rendered:
+                        edited += 1
+                        picture = image.with_planes(int(planes.box[0]), int(planes.box[1]), planes.y, planes.u,
+                                                    planes.v)
+                elif face:
                     region = renderer.render_region(image, src_landmarks[t], dst_landmarks[t], payload=payload)
                     if region.rendered:
                         edited += 1

@@ -42,6 +42,7 @@ from ned.layout import (
 from ned.media import VideoInfo, iter_frames, probe
 from ned.morph.fit import FaceFits, FaceModel
 from ned.morph.raster import render_nmfc, render_shape
+from ned.morph.topology import load_topology
 
 logger = logging.getLogger(__name__)
 
@@ -344,6 +345,9 @@ def preprocess_celeb(celeb: str | Path, options: PreprocessOptions = PreprocessO
         OutputError: the folder cannot be written.
     """
     layout = CelebLayout(Path(celeb))
+    # Load the packaged mesh data here, not first inside a writer thread: CPython 3.11's
+    # parser (np.load reads .npy headers with ast.literal_eval) is not thread-safe.
+    load_topology()
     clips = layout.list_videos()
     infos = [probe(c) for c in clips]  # fail early on a bad file, before writing anything
     folders = folders_for_mode(options.mode)

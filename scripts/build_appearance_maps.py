@@ -48,7 +48,7 @@ logger = logging.getLogger("build_appearance_maps")
 STORE_SCALE = 1.0 / 400.0
 #: global relief: every authored height is multiplied by this (tuned by eye and with the
 #: FER2013 classifier on MEAD clips: creases must read as folds, not drawn lines)
-RELIEF = 0.15
+RELIEF = 0.25
 #: cavity (ambient-occlusion) term of the shading, log gain per IOD of relative depth
 CAVITY = 25.0
 
@@ -121,7 +121,7 @@ def forehead_lines(a: Author, inner: bool) -> np.ndarray:
 def glabella(a: Author) -> np.ndarray:
     """AU4: vertical furrow beside the midline, procerus line, brow overhang."""
     furrow = [a.p((107, 0.45), (9, 0.55), up=0.10), a.p((55, 0.4), (8, 0.6)), a.p((193, 0.4), (168, 0.6), up=0.02)]
-    h = a.crease(furrow, 0.026, 0.03, envelope=np.array([0.3, 1.0, 1.0, 0.4]))
+    h = a.crease(furrow, 0.032, 0.03, envelope=np.array([0.3, 1.0, 1.0, 0.4]))
     second = [a.p((107, 0.7), (9, 0.3), up=0.06), a.p((55, 0.65), (8, 0.35), up=-0.02)]
     h += a.crease(second, 0.02, 0.015)
     procerus = [a.p((193, 0.8), (168, 0.2), up=-0.01), a.p(168, up=-0.03)]
@@ -162,12 +162,12 @@ def cheek_apple(a: Author, height: float) -> np.ndarray:
 def nasolabial(a: Author, depth: float, upper_only: bool = False) -> np.ndarray:
     """AU12 (whole fold, cheek mass beside it) / AU10 (upper part near the nose wing)."""
     fold = [a.p(129, out=0.05, up=0.02), a.p((203, 0.6), (206, 0.4), out=0.03), a.p(216, out=0.0),
-            a.p((212, 0.6), (57, 0.4), out=0.02), a.p(202, out=0.02)]
-    env = np.array([0.6, 1.0, 1.0, 0.8, 0.4, 0.0]) if not upper_only else np.array([1.0, 1.0, 0.5, 0.0, 0.0, 0.0])
-    h = a.crease(fold, 0.035, depth, envelope=env, shoulder=0.2)
+            a.p((212, 0.6), (57, 0.4), out=0.03), a.p(202, out=0.04), a.p((202, 0.5), (210, 0.5), out=0.03)]
+    env = np.array([0.6, 1.0, 1.0, 0.9, 0.6, 0.3, 0.0]) if not upper_only else np.array([1.0, 1.0, 0.5, 0.0, 0.0, 0.0, 0.0])
+    h = a.crease(fold, 0.05, depth, envelope=env, shoulder=0.2)
     if not upper_only:
         mass = [p for p in (a.p(203, out=0.16), a.p(206, out=0.15), a.p((216, 0.5), (212, 0.5), out=0.14))]
-        h += a.crease(mass, 0.09, -0.45 * depth, shoulder=0.0)
+        h += a.crease(mass, 0.11, -0.6 * depth, shoulder=0.0)
     return h
 
 
@@ -175,15 +175,15 @@ def bunny_lines(a: Author) -> np.ndarray:
     """AU9: oblique lines on the nasal side wall, lines across the nasal root, alar crease."""
     h = np.zeros((a.size, a.size), np.float32)
     lines = (
-        ([(6, 0.45), (122, 0.55)], [(188, 0.3), (114, 0.7)], 0.016),
-        ([(197, 0.45), (196, 0.55)], [(174, 0.4), (217, 0.6)], 0.014),
-        ([(168, 0.45), (193, 0.55)], [(245, 0.4), (128, 0.6)], 0.012),
+        ([(6, 0.45), (122, 0.55)], [(188, 0.3), (114, 0.7)], 0.010),
+        ([(197, 0.45), (196, 0.55)], [(174, 0.4), (217, 0.6)], 0.009),
+        ([(168, 0.45), (193, 0.55)], [(245, 0.4), (128, 0.6)], 0.008),
     )
     for start, end, depth in lines:
-        h += a.crease([a.p(*start), a.p(*end)], 0.02, depth, envelope=np.array([0.0, 1.0, 0.4]))
+        h += a.crease([a.p(*start), a.p(*end)], 0.03, depth, envelope=np.array([0.0, 1.0, 0.4]))
     for up in (0.0, 0.06):
         root = [a.p((193, 0.7), (168, 0.3), up=up - 0.02), a.p(168, up=up - 0.04)]
-        h += a.crease(root, 0.02, 0.012, envelope=np.array([0.3, 1.0, 1.0]))
+        h += a.crease(root, 0.026, 0.010, envelope=np.array([0.3, 1.0, 1.0]))
     alar = [a.p(48, up=0.03, out=0.02), a.p(64, out=0.03), a.p(98, out=0.01, up=-0.02)]
     h += a.crease(alar, 0.022, 0.014)
     return h

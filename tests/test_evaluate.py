@@ -341,6 +341,18 @@ class TestModels:
         assert probs.shape == (7,) and probs.sum() == pytest.approx(1.0, abs=1e-3)
         assert models.FER_LABELS[int(np.argmax(probs))] == "happy"  # the astronaut smiles
 
+    def test_landmark_ensemble(self, face_models, portrait):
+        box = np.array([10, 20, 110, 120], np.float32)
+        boxes = models.ensemble_boxes(box)
+        assert len(boxes) == len(models.LANDMARK_BOX_ENSEMBLE) == 7
+        np.testing.assert_allclose(boxes[0], box)
+        np.testing.assert_allclose(boxes[2], [7.5, 17.5, 112.5, 122.5])  # 5% larger
+        np.testing.assert_allclose(boxes[3], [13, 20, 113, 120])  # shifted right by 3%
+        single = face_models.landmarks(portrait["rgb"], portrait["box"])
+        mean = face_models.landmarks(portrait["rgb"], portrait["box"], ensemble=True)
+        assert mean.shape == (68, 2) and mean.dtype == np.float32
+        assert np.abs(mean - single).max() < 0.05 * float(portrait["box"][2] - portrait["box"][0])
+
     def test_synthetic_mouth_opens(self, face_models, portrait):
         apertures = []
         for amount in (0.0, 4.0, 8.0):

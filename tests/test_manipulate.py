@@ -55,7 +55,7 @@ def _source(t: int = 100, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def targets() -> EmotionTargets:
     """Synthetic targets (independent of the calibrated file): EMFACS patterns x 0.6."""
-    return EmotionTargets({e: 0.6 * emfacs_pattern(e) for e in EMOTIONS if e != "neutral"}, 20.0, "test")
+    return EmotionTargets({e: 0.6 * emfacs_pattern(e) for e in EMOTIONS if e != "neutral"}, None, "test")
 
 
 # ---------------------------------------------------------------------------- emotions
@@ -161,6 +161,8 @@ class TestHelpers:
     def test_baseline_and_dynamics(self):
         x = np.tile(np.linspace(0, 1, 50)[:, None], (1, 3))
         assert np.allclose(neutral_baseline(x, 0), 0.0)
+        assert np.allclose(neutral_baseline(x, 50), 0.5)
+        assert np.array_equal(neutral_baseline(x + 1, None), np.zeros(3))  # the face model's neutral
         slow, fast = split_dynamics(x, 5)
         assert np.allclose(slow + fast, x)
         assert np.abs(fast[5:-5]).max() < 1e-9  # a ramp is all "slow"
@@ -197,6 +199,20 @@ class TestManipulateLabels:
         opts = ManipulateOptions(keep_dynamics=0.0)
         out = manipulate_labels(src, [EmotionSpec("neutral")], FPS, opts, targets)
         assert out[40:80, Blendshape.BROW_DOWN_L].max() < 0.1
+
+    def test_neutral_removes_held_expression(self, targets):
+        src = _source()
+        src[:, Blendshape.LIP_CORNER_PULL_L] = 0.8  # smiling through the whole clip
+        src[:, Blendshape.LIP_CORNER_PULL_R] = 0.8
+        pull = [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]
+        out = manipulate_labels(src, [EmotionSpec("neutral")], FPS, targets=targets)
+        assert out[:, pull].max() < 0.05
+        sad = manipulate_labels(src, [EmotionSpec("sad")], FPS, targets=targets)
+        assert sad[:, pull].max() < 0.05 and sad[:, Blendshape.LIP_CORNER_DEPRESS_L].mean() > 0.5
+        # with a clip percentile as the baseline, a clip-long smile counts as the actor's neutral
+        kept = manipulate_labels(src, [EmotionSpec("neutral")], FPS, ManipulateOptions(baseline_percentile=20.0),
+                                 targets)
+        assert kept[:, pull].min() > 0.75
 
     def test_bounds(self, targets):
         rig = load_rig()
@@ -287,11 +303,20 @@ class TestManipulateReference:
     def test_reference_neutral(self):
         src = _source(120)
         ref = np.tile(self._reference()[-1:], (40, 1))  # expressive all the way through
-        plain = manipulate_reference(src, [ref], FPS)
         neutral = self._reference()[:15]
-        with_neutral = manipulate_reference(src, [ref], FPS, reference_neutral=[neutral])
         b = Blendshape.BROW_INNER_UP_L
-        assert with_neutral[:, b].mean() > plain[:, b].mean() + 0.5
+        # default baseline: the reference's face-model neutral (weight 0), so a clip-long
+        # expression transfers; a neutral clip of the reference actor is subtracted instead
+        plain = manipulate_reference(src, [ref], FPS)
+        assert plain[:, b].mean() == pytest.approx(ref[0, b], abs=0.01)
+        with_neutral = manipulate_reference(src, [ref], FPS, reference_neutral=[neutral])
+        assert with_neutral[:, b].mean() == pytest.approx(ref[0, b] - neutral_baseline(neutral, 20)[b], abs=0.01)
+        # with clip percentiles as baselines a clip-long expression is its own baseline,
+        # and only a neutral clip of the reference actor recovers it
+        pct = ManipulateOptions(baseline_percentile=20.0)
+        old = manipulate_reference(src, [ref], FPS, pct)
+        old_with_neutral = manipulate_reference(src, [ref], FPS, pct, reference_neutral=[neutral])
+        assert old_with_neutral[:, b].mean() > old[:, b].mean() + 0.5
 
     def test_intensity_zero_and_determinism(self):
         src = _source(80)

@@ -16,7 +16,9 @@ from ned.morph.fit import (
     FitOptions,
     Pose,
     apply_expression_delta,
+    corner_elevation,
     estimate_identity,
+    held_expression,
     procrustes,
     solve_box_qp,
 )
@@ -354,7 +356,7 @@ class TestFaceModel:
     @pytest.mark.parametrize("field,value", [("robust_iterations", 0), ("robust_scale", 0.0), ("z_weight", 2.0),
                                              ("ridge", -1.0), ("solver_iterations", 0), ("polish_sweeps", -1),
                                              ("pose_alternations", -1), ("pose_nonrigid_weight", 1.5),
-                                             ("identity_fraction", 0.0)])
+                                             ("identity_fraction", 0.0), ("held_corner_tolerance", -0.1)])
     def test_options_validation(self, field, value):
         with pytest.raises(ValueError, match=field):
             FitOptions(**{field: value})
@@ -392,6 +394,67 @@ class TestEstimateIdentity:
             estimate_identity(np.full((3, 468, 3), np.nan))
         with pytest.raises(ValueError):
             estimate_identity(np.zeros((3, 468)))
+
+
+class TestHeldExpression:
+    """A lip-corner expression held through a whole clip is not part of the identity."""
+
+    def _unit(self, rig, shape: Blendshape, side: int) -> float:
+        c = rig.canonical.astype(np.float64)
+        return float(abs(corner_elevation(c + rig.basis[shape], rig)[side] - corner_elevation(c, rig)[side]))
+
+    def test_canonical_is_neutral(self, rig):
+        assert np.abs(corner_elevation(rig.canonical, rig)).max() < 0.01  # corners on the lip line
+        assert not held_expression(rig.canonical, 0.0, rig).any()
+
+    def test_speech_leaves_elevation(self, rig):
+        c = rig.canonical.astype(np.float64)
+        for w in (0.5, 1.5):
+            parted = c + w * rig.basis[Blendshape.LIPS_PART]
+            assert np.allclose(corner_elevation(parted, rig), corner_elevation(c, rig), atol=1e-6)
+
+    def test_smile_and_frown(self, rig):
+        tol = 0.025
+        w = np.zeros(len(Blendshape))
+        w[Blendshape.LIP_CORNER_PULL_L] = 1.0  # a smile on the person's left
+        w[Blendshape.LIP_CORNER_DEPRESS_R] = 0.8  # a frown on the right
+        held = held_expression(rig.canonical + rig.displacement(w), tol, rig)
+        pull = 1.0 - tol / self._unit(rig, Blendshape.LIP_CORNER_PULL_L, 0)
+        depress = 0.8 - tol / self._unit(rig, Blendshape.LIP_CORNER_DEPRESS_R, 1)
+        assert held[Blendshape.LIP_CORNER_PULL_L] == pytest.approx(pull, abs=1e-3)
+        assert held[Blendshape.LIP_CORNER_DEPRESS_R] == pytest.approx(depress, abs=1e-3)
+        others = np.ones(len(Blendshape), bool)
+        others[[Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_DEPRESS_R]] = False
+        assert not held[others].any()
+        relaxed = rig.canonical + rig.displacement(w - held)
+        base = corner_elevation(rig.canonical, rig)
+        assert np.abs(corner_elevation(relaxed, rig) - base).max() == pytest.approx(tol, abs=1e-4)
+        assert not held_expression(rig.canonical + rig.displacement(0.2 * w), tol, rig).any()  # within tolerance
+
+    def test_identity_without_the_held_smile(self, rig, topo):
+        rng = np.random.default_rng(8)
+        identity = rig.canonical.astype(np.float64)  # a neutral mouth (corners on the lip line)
+        smile = np.zeros(len(Blendshape))
+        smile[[Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]] = 0.9
+        frames = []
+        for t in range(30):
+            w = smile.copy()
+            w[Blendshape.LIPS_PART] = 0.4 * abs(np.sin(t / 2.0))  # talking through the smile
+            frames.append(_pose(yaw=rng.uniform(-0.2, 0.2)).frame_from_canonical(identity + rig.displacement(w)))
+        frames = np.stack(frames)
+        expected = 0.9 - FitOptions().held_corner_tolerance / self._unit(rig, Blendshape.LIP_CORNER_PULL_L, 0)
+        model = FaceModel.from_sequence(frames, rig, topology=topo)
+        pull = model.fit_batch(frames).expression[:, [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]]
+        assert np.abs(pull - expected).max() < 0.1  # the smile is expression, not identity
+        kept = FaceModel.from_sequence(frames, rig, FitOptions(held_corner_tolerance=None), topo)
+        pull_kept = kept.fit_batch(frames).expression[:, [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]]
+        assert pull_kept.max() < 0.1  # the option changes the output: the smile stays in the identity
+
+    def test_exception(self, rig):
+        with pytest.raises(ValueError, match="identity"):
+            held_expression(np.zeros((10, 3)), 0.025, rig)
+        with pytest.raises(ValueError, match="tolerance"):
+            held_expression(rig.canonical, -1.0, rig)
 
 
 class TestApplyExpressionDelta:

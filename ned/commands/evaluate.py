@@ -1,7 +1,8 @@
 """``ned evaluate <input> <edited>``: measure an edit the way a reviewer would.
 
-Prints the summary table; writes JSON (``--json``), a self-contained HTML report
-(``--report``) and a PNG summary (``--png``) on request.
+Prints the summary table and a verdict line (warnings go to the log, on stderr); writes
+JSON (``--json``), a self-contained HTML report (``--report``) and a PNG summary
+(``--png``) on request.
 """
 
 from __future__ import annotations
@@ -66,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
     rows = summary_rows(result)
     print(format_table(rows))
     print(f"guides: {verdict(rows)}")
-    for note in result.warnings:
-        print(f"warning: {note}")
     written = []
     if args.json is not None:
         written.append(write_json(result, args.json))

@@ -74,6 +74,9 @@ class EvaluateOptions:
             :class:`~ned.evaluate.models.FaceFinder`).
         detect_upsample: dlib pyramid upsampling (1 finds faces down to ~40 px, 4x slower).
         detect_threshold: dlib ``adjust_threshold`` (0: dlib's default decision).
+        landmark_ensemble: average dlib's landmarks over 7 boxes around the detector's
+            (:meth:`~ned.evaluate.models.DlibFaceModels.landmarks`): halves dlib's own
+            landmark noise, so speech r and the jitter ratio reflect the video, not dlib.
         identity_samples: face embeddings are computed on at most this many analysed
             frames, evenly spread (about 75 ms each per video).
         face_dilate: face region = landmark hull dilated by this fraction of face size.
@@ -92,6 +95,7 @@ class EvaluateOptions:
     redetect_every: int = 1
     detect_upsample: int = 0
     detect_threshold: float = 0.0
+    landmark_ensemble: bool = True
     identity_samples: int = 16
     face_dilate: float = 0.15
     fer_margin: float = FER_MARGIN_FRACTION
@@ -360,18 +364,25 @@ def _finder(faces: DlibFaceModels, options: EvaluateOptions) -> FaceFinder:
     )
 
 
-def _measure_face(
-    rgb: np.ndarray, finder: FaceFinder, faces: DlibFaceModels, classifier: EmotionClassifier,
-    options: EvaluateOptions,
-) -> _FaceMeasure:
-    detection = finder(rgb)
-    if detection is None:
-        return _NO_FACE
-    return _FaceMeasure(
-        box=detection.box,
-        landmarks=faces.landmarks(rgb, detection.box),
-        probs=classifier.classify(rgb, detection.box, options.fer_margin),
-    )
+@dataclass(frozen=True)
+class _Tools:
+    """The models of one evaluation, with one (stateful) face finder per clip."""
+
+    faces: DlibFaceModels
+    classifier: EmotionClassifier
+    finders: tuple[FaceFinder, FaceFinder]
+    options: EvaluateOptions
+
+    def measure(self, rgb: np.ndarray, clip: int) -> _FaceMeasure:
+        """Face box, landmarks and FER probabilities of clip ``clip`` (0 input, 1 edited)."""
+        detection = self.finders[clip](rgb)
+        if detection is None:
+            return _NO_FACE
+        return _FaceMeasure(
+            box=detection.box,
+            landmarks=self.faces.landmarks(rgb, detection.box, ensemble=self.options.landmark_ensemble),
+            probs=self.classifier.classify(rgb, detection.box, self.options.fer_margin),
+        )
 
 
 def _region(measures: tuple[_FaceMeasure, ...], shape: tuple[int, int], dilate: float) -> np.ndarray:
@@ -392,14 +403,23 @@ def _bbox(mask: np.ndarray) -> tuple[slice, slice] | None:
 
 
 def _contact_crop(rgb: np.ndarray, box: np.ndarray, size: int) -> np.ndarray:
-    """A square ``(size, size, 3)`` crop of twice the face box (whole frame if no box)."""
+    """A square ``(size, size, 3)`` crop of twice the face box, kept inside the frame where
+    it fits (the whole frame, letterboxed, when there is no box)."""
     h, w = rgb.shape[:2]
     if np.isfinite(box).all():
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        half = max(box[2] - box[0], box[3] - box[1])
-        matrix = np.array([[size / (2 * half), 0, 0], [0, size / (2 * half), 0]], np.float64)
-        matrix[:, 2] = [size / 2 - matrix[0, 0] * cx, size / 2 - matrix[1, 1] * cy]
-        return cv2.warpAffine(rgb, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_CONSTANT)
+        half = max(1, int(round(max(box[2] - box[0], box[3] - box[1]))))
+        half = min(half, max(h, w) // 2)  # no wider than the frame
+        # Shift the window inside the frame where it fits (less black border).
+        x0 = int(np.clip(round(cx) - half, min(0, w - 2 * half), max(0, w - 2 * half)))
+        y0 = int(np.clip(round(cy) - half, min(0, h - 2 * half), max(0, h - 2 * half)))
+        x1, y1 = x0 + 2 * half, y0 + 2 * half
+        crop = rgb[max(0, y0):min(h, y1), max(0, x0):min(w, x1)]
+        if crop.size == 0:
+            return np.zeros((size, size, 3), np.uint8)
+        crop = cv2.copyMakeBorder(crop, max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w),
+                                  cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
     scale = size / max(h, w)
     small = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     out = np.zeros((size, size, 3), np.uint8)
@@ -456,12 +476,12 @@ def _analyse(
     options: EvaluateOptions,
 ) -> _Accumulator:
     """The streaming pass (see the module docstring)."""
-    faces, classifier = load_face_models(), load_emotion_classifier()
+    faces = load_face_models()
+    tools = _Tools(faces, load_emotion_classifier(), (_finder(faces, options), _finder(faces, options)), options)
     analysed = list(range(0, limit, options.stride))
     identity_frames = _evenly(analysed, options.identity_samples)
     contact_frames = _evenly(analysed, options.contact_frames)
     acc = _Accumulator()
-    finders = (_finder(faces, options), _finder(faces, options))
     previous: tuple[np.ndarray, np.ndarray] | None = None
     with ExitStack() as stack:
         pairs = _lockstep(input_path, edited_path, limit, stack)
@@ -471,7 +491,7 @@ def _analyse(
             if out_size is not None:
                 rgb_out = cv2.resize(rgb_out, out_size, interpolation=cv2.INTER_AREA)
             if f_in.index % options.stride == 0:
-                _analyse_frame(f_in, rgb_in, rgb_out, previous, finders, faces, classifier, options,
+                _analyse_frame(f_in, rgb_in, rgb_out, previous, tools,
                                f_in.index in identity_frames, f_in.index in contact_frames, acc)
             previous = (rgb_in, rgb_out)
             acc.decoded += 1
@@ -483,16 +503,14 @@ def _analyse_frame(
     rgb_in: np.ndarray,
     rgb_out: np.ndarray,
     previous: tuple[np.ndarray, np.ndarray] | None,
-    finders: tuple[FaceFinder, FaceFinder],
-    faces: DlibFaceModels,
-    classifier: EmotionClassifier,
-    options: EvaluateOptions,
+    tools: _Tools,
     with_identity: bool,
     with_contact: bool,
     acc: _Accumulator,
 ) -> None:
-    m_in = _measure_face(rgb_in, finders[0], faces, classifier, options)
-    m_out = _measure_face(rgb_out, finders[1], faces, classifier, options)
+    """Measure one analysed frame pair and append the values to ``acc``."""
+    options, faces = tools.options, tools.faces
+    m_in, m_out = tools.measure(rgb_in, 0), tools.measure(rgb_out, 1)
     acc.frame_index.append(frame.index)
     acc.time_s.append(frame.time_s)
     acc.landmarks_in.append(m_in.landmarks)

@@ -13,8 +13,16 @@ Target patterns, in :class:`ned.morph.rig.Blendshape` weights of the emotion par
   pull), unit weights; a fallback and a reference for reports.
 - calibrated targets (``ned/data/emotion_targets.json``, written by
   ``scripts/calibrate_emotions.py``): each emotion's offset from the actor's neutral
-  baseline, measured on real acted footage (see that script for the method). These are
-  what the manipulators use by default.
+  (weight 0: the face model's identity is the actor's neutral face), measured on real
+  acted footage (MEAD, two actors): per actor, the offset that turns the actor's neutral
+  clip into one whose mean emotion part equals the real emotion clip's; clipped at 0
+  (EMFACS actions are one-signed); actors pooled with weights inverse to the square of
+  their neutral-to-emotion distance, so an expressive actor does not dominate. These are
+  what the manipulators use by default. They follow the footage, not the prototypes:
+  the actors use actions outside the prototypes (nose wrinkle and lip stretch in angry,
+  stretch in sad and fear), and leaving those out moves the conversion away from real
+  acted emotion (see the script for the measurements, and the calibration report in the
+  JSON file, ``"check"``, for how close each actor's conversion comes).
 """
 
 from __future__ import annotations

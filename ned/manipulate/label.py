@@ -9,9 +9,11 @@ and target segments ``[(emotion, intensity), ...]``:
 2. the emotion part's *neutral baseline* is the face model's neutral, weight 0: the
    identity is the actor's neutral face with any clip-long lip-corner expression taken
    out (:func:`ned.morph.fit.estimate_identity`), so a smile held through the whole clip
-   shows in the weights and "neutral" removes it. With ``baseline_percentile`` set, the
-   baseline is instead that per-weight percentile of the source clip (the old
-   behaviour, for weights measured against a foreign identity);
+   shows in the weights and "neutral" removes it (brows or lids held through the whole
+   clip stay in the identity: their neutral position varies too much between faces to
+   tell). With ``baseline_percentile`` set, the baseline is instead that per-weight
+   percentile of the source clip (for weights measured against an identity that is not
+   the clip's own neutral face);
 3. each segment's target is ``baseline + calibrated offset`` (the emotion's signature,
    :mod:`ned.manipulate.emotions`), plus ``keep_dynamics`` times the source's fast
    emotion motion (its deviation from a ``dynamics_window_s`` moving average), so the

@@ -4,10 +4,14 @@ The reference actor's *emotion part relative to its own neutral* is transferred 
 target actor's neutral baseline; the target's speech and blinks stay. For each
 reference clip (one per segment, as with several labels):
 
-1. the reference's neutral baseline is the per-weight ``baseline_percentile`` of its own
-   weights, or of ``reference_neutral`` weights when given (a neutral clip of the same
-   reference actor, fitted with the same identity: more faithful when the reference is
-   expressive all the way through);
+1. the reference's neutral baseline is its face model's neutral (weight 0: its identity
+   is its own neutral face with any clip-long lip-corner expression taken out, see
+   :func:`ned.morph.fit.estimate_identity`), or the per-weight 20th percentile of
+   ``reference_neutral`` weights when given (a neutral clip of the same reference actor,
+   fitted with the same identity: more faithful when the reference is expressive all the
+   way through, since only held lip-corner expressions are kept out of an identity). The
+   target's baseline is its own neutral, weight 0, likewise. ``baseline_percentile``, when
+   set, replaces both zeros by that percentile of the clip's own weights;
 2. its relative motion ``ref(t) - baseline_ref`` is mapped onto the target's timeline:
    ``"loop"`` plays it at its own speed, back and forth (ping-pong, no jump) when it is
    shorter than its segment; ``"stretch"`` resamples it linearly to the segment length;
@@ -132,7 +136,7 @@ def manipulate_reference(
     alphas = [a * options.intensity for a in intensities]
     if not any(alphas):
         return np.asarray(src, np.float32).copy()
-    pct = _DEFAULT_PERCENTILE if options.baseline_percentile is None else options.baseline_percentile
+    pct = options.baseline_percentile
     base_target = neutral_baseline(src, pct)
     weights = segment_weights(len(src), n, fps, options.transition_s)
     part = len(src) / n
@@ -144,7 +148,7 @@ def manipulate_reference(
             raise InputError(f"reference {s} has no usable frames (empty or NaN rows)")
         if neu is not None:
             check_array(np.asarray(neu), f"T {rig.num_shapes}", name=f"reference_neutral {s}")
-            base_ref = neutral_baseline(neu, pct)
+            base_ref = neutral_baseline(neu, _DEFAULT_PERCENTILE if pct is None else pct)
         else:
             base_ref = neutral_baseline(ref, pct)
         relative = ref.astype(np.float64) - base_ref
@@ -159,5 +163,5 @@ def manipulate_reference(
             local = np.clip(np.arange(len(src)) - start, 0, seg_len - 1)
             pos = time_map(seg_len, len(ref), "stretch")[local]
         goals.append(base_target[None, :] + _sample(relative, pos))
-    logger.debug("reference manipulation: %d reference(s), baseline p%.0f", n, pct)
+    logger.debug("reference manipulation: %d reference(s), baseline %s", n, "zero" if pct is None else f"p{pct:g}")
     return blend_towards(src, goals, weights, alphas, rig)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ned.types import check_array
 
-__all__ = ["BLEND_METHODS", "BlendOptions", "blend", "mask_box", "mask_reach_px", "soft_mask"]
+__all__ = ["BLEND_METHODS", "BlendOptions", "blend", "blend_box", "mask_box", "mask_reach_px", "soft_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ _TAPER_MASK_LEVEL = 0.1   # the blended difference reaches full strength where m
 _RING_MAX_MASK = 0.5      # colour correction ring: 0 < mask <= this (the outer half of the soft edge)
 _POISSON_EXACT_MAX = 5_000   # unknowns solved exactly; larger domains go multilevel
 _JACOBI_SWEEPS = 24          # per level of the multilevel Poisson solve
+_JUST_ABOVE_ONE = float(np.nextafter(np.float32(1.0), np.float32(2.0)))   # cv2.checkRange's bound is exclusive
 
 
 @dataclass(frozen=True)
@@ -177,16 +178,34 @@ def blend(frame: np.ndarray, rendered: np.ndarray, mask: np.ndarray,
     check_array(frame, "H W 3", np.uint8, name="frame")
     check_array(rendered, f"{frame.shape[0]} {frame.shape[1]} 3", np.uint8, name="rendered")
     check_array(mask, f"{frame.shape[0]} {frame.shape[1]}", np.float32, name="mask")
-    if mask.size and not (np.nanmin(mask) >= 0.0 and np.nanmax(mask) <= 1.0 and np.isfinite(mask).all()):
+    if mask.size and not _in_unit_range(mask):
         raise ValueError("mask: values must be finite and in [0, 1]")
     out = frame.copy()
     box = mask_box(mask, 2)
     if box is None:
         return out
     x0, y0, x1, y1 = box
-    frame_box = frame[y0:y1, x0:x1]
-    diff = cv2.subtract(rendered[y0:y1, x0:x1], frame_box, dtype=cv2.CV_32F)   # (h, w, 3) rendered - frame
-    m = np.ascontiguousarray(mask[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = blend_box(frame[y0:y1, x0:x1], rendered[y0:y1, x0:x1],
+                                  np.ascontiguousarray(mask[y0:y1, x0:x1]), options)
+    return out
+
+
+def blend_box(frame: np.ndarray, rendered: np.ndarray, m: np.ndarray, options: BlendOptions) -> np.ndarray:
+    """The core of :func:`blend` on any number of channels (checked inputs, no box search).
+
+    Used directly on the planes of YUV video (luma, and the two chroma planes together).
+
+    Args:
+        frame, rendered: ``(h, w)`` or ``(h, w, C) uint8`` (C = 1..4 for ``"laplacian"`` and
+            ``"copy"``, 3 for ``"poisson"``).
+        m: ``(h, w) float32`` C-contiguous mask in ``[0, 1]``.
+        options: as in :func:`blend`.
+
+    Returns:
+        ``uint8`` of ``frame``'s shape, equal to ``frame`` bit for bit where ``m == 0``.
+    """
+    channels = 1 if frame.ndim == 2 else frame.shape[2]
+    diff = cv2.subtract(rendered, frame, dtype=cv2.CV_32F)      # rendered - frame
     if options.color_correct:
         cv2.add(diff, _ring_offset(diff, m), dst=diff)
     taper = _support_taper(m)
@@ -196,13 +215,25 @@ def blend(frame: np.ndarray, rendered: np.ndarray, mask: np.ndarray,
         blended = _poisson_difference(diff, m)
     else:
         blended, taper = diff, taper * m
-    cv2.multiply(blended, cv2.merge([taper, taper, taper]), dst=blended)
-    region = cv2.add(blended, frame_box, dtype=cv2.CV_32F)
-    np.maximum(region, 0.0, out=region)
-    region = cv2.convertScaleAbs(region)                       # round to nearest, saturate at 255
-    region = cv2.copyTo(frame_box, (m == 0).view(np.uint8), region)   # the invariant, enforced
-    out[y0:y1, x0:x1] = region
-    return out
+    cv2.multiply(blended, _channels(taper, channels), dst=blended)
+    region = cv2.add(blended, frame, dtype=cv2.CV_8U)           # round to nearest, saturate to [0, 255]
+    return cv2.copyTo(frame, (m == 0).view(np.uint8), region)   # the invariant, enforced
+
+
+def _channels(a: np.ndarray, channels: int) -> np.ndarray:
+    """A ``(h, w)`` float image repeated to ``channels`` channels (itself for 1)."""
+    if channels == 1:
+        return a
+    if channels == 3:
+        return cv2.cvtColor(a, cv2.COLOR_GRAY2RGB)
+    return cv2.merge([a] * channels)
+
+
+def _in_unit_range(mask: np.ndarray) -> bool:
+    """All values finite and in ``[0, 1]`` (one fast pass; NaN fails; -0.0 rechecked)."""
+    if cv2.checkRange(mask, True, 0.0, _JUST_ABOVE_ONE)[0]:
+        return True
+    return bool(np.nanmin(mask) >= 0.0 and np.nanmax(mask) <= 1.0 and np.isfinite(mask).all())
 
 
 def _support_taper(m: np.ndarray) -> np.ndarray:
@@ -222,26 +253,27 @@ def _ring_offset(diff: np.ndarray, m: np.ndarray) -> tuple[float, float, float, 
     if not ring.any():
         return (0.0, 0.0, 0.0, 0.0)
     mean = cv2.mean(diff, mask=ring)
-    return (-mean[0], -mean[1], -mean[2], 0.0)
+    return (-mean[0], -mean[1], -mean[2], -mean[3])
 
 
 def _laplacian_blend(diff: np.ndarray, m: np.ndarray, levels: int) -> np.ndarray:
-    """Multi-band blend of ``diff`` (``(h, w, 3) float32``) against zero with mask ``m``.
+    """Multi-band blend of ``diff`` (``(h, w[, C]) float32``) against zero with mask ``m``.
 
     Equals ``lap(rendered) * G(m) + lap(frame) * (1 - G(m))`` collapsed, minus ``frame``,
     because the Laplacian pyramid is linear.
     """
+    channels = 1 if diff.ndim == 2 else diff.shape[2]
     levels = max(1, min(levels, int(np.log2(max(1, min(m.shape))))))
     gauss_d, gauss_m = [diff], [m]
     for _ in range(levels - 1):
         gauss_d.append(cv2.pyrDown(gauss_d[-1]))
         gauss_m.append(cv2.pyrDown(gauss_m[-1]))
-    out = cv2.multiply(gauss_d[-1], cv2.merge([gauss_m[-1]] * 3))
+    out = cv2.multiply(gauss_d[-1], _channels(gauss_m[-1], channels))
     for level in range(levels - 2, -1, -1):
         size = (gauss_d[level].shape[1], gauss_d[level].shape[0])
         band = cv2.pyrUp(gauss_d[level + 1], dstsize=size)
         cv2.subtract(gauss_d[level], band, dst=band)
-        cv2.multiply(band, cv2.merge([gauss_m[level]] * 3), dst=band)
+        cv2.multiply(band, _channels(gauss_m[level], channels), dst=band)
         out = cv2.pyrUp(out, dstsize=size)
         cv2.add(out, band, dst=out)
     return out

@@ -244,17 +244,25 @@ _GRID_CACHE: dict[str, np.ndarray] = {}
 def _grid(kind: str, height: int, width: int) -> np.ndarray:
     """Cached pixel-coordinate grids, grow-only; returns a ``[:height, :width]`` view.
 
-    ``kind``: ``"xy1"`` ``(h, w, 3) float32`` of ``(x, y, 1)``; ``"x"`` / ``"y"``
-    ``(h, w) float32`` of ``x`` / ``y``.
+    ``kind``: ``"x"`` / ``"y"`` ``(h, w) float32`` of ``x`` / ``y``; ``"xy"`` ``(h, w, 2)``
+    of ``(x, y)``; ``"xy1xy1/<step>"`` ``(h, w, 6)`` of ``(X, Y, 1, X, Y, 1)`` with ``X =
+    step * x + (step - 1) / 2`` (the sample grid of :func:`_backward_map`).
     """
     grid = _GRID_CACHE.get(kind)
     if grid is None or grid.shape[0] < height or grid.shape[1] < width:
         h = max(height, 0 if grid is None else grid.shape[0])
         w = max(width, 0 if grid is None else grid.shape[1])
         ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-        grid = {"x": xs, "y": ys}.get(kind)
-        if grid is None:
-            grid = np.ascontiguousarray(np.dstack([xs, ys, np.ones_like(xs)]))
+        if kind in ("x", "y"):
+            grid = xs if kind == "x" else ys
+        elif kind == "xy":
+            grid = np.ascontiguousarray(np.dstack([xs, ys]))
+        else:
+            step = int(kind.split("/")[1])
+            offset = np.float32((step - 1) / 2.0)
+            sx, sy = xs * np.float32(step) + offset, ys * np.float32(step) + offset
+            ones = np.ones_like(xs)
+            grid = np.ascontiguousarray(np.dstack([sx, sy, ones, sx, sy, ones]))
         _GRID_CACHE[kind] = grid
     return grid[:height, :width]
 
@@ -350,22 +358,34 @@ def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points:
                      identity=background == "identity")
 
 
-def _warp_box(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray,
-              box: tuple[int, int, int, int], *, interpolation: str, map_step: int, identity: bool,
-              coverage: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """The warp of :func:`warp_piecewise_affine` over ``box`` of the output (checked inputs).
+@dataclass(frozen=True)
+class _BoxMaps:
+    """Backward maps of the part of a box that the drawn triangles cover.
 
-    ``src``, ``dst``: ``(N, 2) float64`` with the anchors appended. Returns ``warped``
-    ``(h, w, 3) uint8`` and ``coverage`` ``(h, w) float32`` of the box (None when
-    ``coverage`` is False).
+    Attributes:
+        box: ``(x0, y0, x1, y1)`` of that part, output pixels (within the requested box).
+        map_xy: ``(h, w, 2) float32`` source coordinates ``(x, y)`` (image pixels) of each
+            output pixel.
+        index: ``(h, w) float32`` drawn-triangle index (``n_drawn`` outside all), or None.
+        n_drawn: number of triangles drawn.
+    """
+
+    box: tuple[int, int, int, int]
+    map_xy: np.ndarray
+    index: np.ndarray | None
+    n_drawn: int
+
+
+def _box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tuple[int, int, int, int], *,
+              map_step: int, identity: bool, need_index: bool) -> _BoxMaps | None:
+    """The backward maps of :func:`warp_piecewise_affine` over ``box`` of the output
+    (checked inputs; ``src``, ``dst`` ``(N, 2) float64`` with the anchors appended).
+
+    Returns None when no triangle is drawn inside the box (the warp is the identity there).
     """
     bx0, by0, bx1, by1 = box
-    bh, bw = by1 - by0, bx1 - bx0
-    warped = _identity_output(image, box) if identity else np.zeros((bh, bw, 3), np.uint8)
-    cover = np.zeros((bh, bw), np.float32) if coverage else None
     if triangles.shape[0] == 0:
-        return warped, cover
-
+        return None
     # Triangles to draw: non-degenerate in the destination and moving; folded ones first.
     triangles = triangles.astype(np.intp)
     area_dst = _signed_areas(dst, triangles)
@@ -379,7 +399,7 @@ def _warp_box(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np
         logger.debug("warp: %d folded triangles", int(folded.sum()))
     order = np.concatenate([np.flatnonzero(folded), np.flatnonzero(draw & ~folded)])
     if len(order) == 0:
-        return warped, cover
+        return None
 
     # Region of the output that can change: bounding box of the drawn triangles, within
     # the box. The sampling grid of the displacement stays anchored at the triangles'
@@ -391,35 +411,84 @@ def _warp_box(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np
     y0 = ty0 if ty0 >= by0 else by0 - (by0 - ty0) % map_step
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, bx1), min(y1, by1)
     if x1 <= max(x0, bx0) or y1 <= max(y0, by0):
-        return warped, cover
+        return None
     origin = np.array([x0, y0], np.float64)
     src_l, dst_l = src - origin, dst - origin                  # region-local pixels
-    index, map_x, map_y = _backward_map(src_l, dst_l, triangles[order], y1 - y0, x1 - x0, map_step,
-                                        need_index=coverage or not identity)
+    index, map_xy = _backward_map(src_l, dst_l, triangles[order], y1 - y0, x1 - x0, map_step,
+                                  need_index=need_index)
     # Crop the grid's parity margin to the box.
     cx, cy = max(bx0 - x0, 0), max(by0 - y0, 0)
     if cx or cy:
-        map_x, map_y = map_x[cy:, cx:], map_y[cy:, cx:]
+        map_xy = map_xy[cy:, cx:]
         index = index[cy:, cx:] if index is not None else None
         x0, y0 = x0 + cx, y0 + cy
-    map_x += np.float32(x0)
-    map_y += np.float32(y0)
-    region = cv2.remap(image, map_x, map_y, _INTERPOLATIONS[interpolation], borderMode=cv2.BORDER_REPLICATE)
+    map_xy = cv2.add(map_xy, (float(x0), float(y0), 0.0, 0.0))  # (numpy's broadcast add is 10x slower)
+    return _BoxMaps((int(x0), int(y0), int(x1), int(y1)), map_xy, index, len(order))
+
+
+def box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tuple[int, int, int, int], *,
+             map_step: int) -> np.ndarray | None:
+    """Backward map of the identity-background warp over a whole box, for warping
+    several planes (e.g. Y, Cb, Cr) with ``cv2.remap`` exactly as :func:`warp_piecewise_affine`
+    warps an image.
+
+    Args:
+        src, dst: ``(N, 2) float64`` source / destination points, anchors appended.
+        triangles: ``(M, 3)`` integer indices.
+        box: ``(x0, y0, x1, y1)`` output pixels.
+        map_step: as in :func:`warp_piecewise_affine`.
+
+    Returns:
+        ``map_xy`` ``(y1 - y0, x1 - x0, 2) float32``: the source pixel ``(x, y)`` of each
+        output pixel (the identity outside the moving triangles), or None when nothing
+        moves in the box.
+    """
+    maps = _box_maps(src, dst, triangles, box, map_step=map_step, identity=True, need_index=False)
+    if maps is None:
+        return None
+    bx0, by0, bx1, by1 = box
+    if maps.box == tuple(box):
+        return maps.map_xy
+    map_xy = cv2.add(_grid("xy", by1 - by0, bx1 - bx0), (float(bx0), float(by0), 0.0, 0.0))
+    x0, y0, x1, y1 = maps.box
+    map_xy[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] = maps.map_xy
+    return map_xy
+
+
+def _warp_box(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray,
+              box: tuple[int, int, int, int], *, interpolation: str, map_step: int, identity: bool,
+              coverage: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The warp of :func:`warp_piecewise_affine` over ``box`` of the output (checked inputs).
+
+    ``src``, ``dst``: ``(N, 2) float64`` with the anchors appended. Returns ``warped``
+    ``(h, w, 3) uint8`` and ``coverage`` ``(h, w) float32`` of the box (None when
+    ``coverage`` is False).
+    """
+    bx0, by0, bx1, by1 = box
+    bh, bw = by1 - by0, bx1 - bx0
+    warped = _identity_output(image, box) if identity else np.zeros((bh, bw, 3), np.uint8)
+    cover = np.zeros((bh, bw), np.float32) if coverage else None
+    maps = _box_maps(src, dst, triangles, box, map_step=map_step, identity=identity,
+                     need_index=coverage or not identity)
+    if maps is None:
+        return warped, cover
+    x0, y0, x1, y1 = maps.box
+    region = cv2.remap(image, maps.map_xy, None, _INTERPOLATIONS[interpolation], borderMode=cv2.BORDER_REPLICATE)
     out = warped[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
     if identity and image.shape[0] >= y1 and image.shape[1] >= x1:
         # Outside the triangles the map is the exact identity on integer pixel centres,
         # which every cv2 interpolation reproduces bit for bit: copy the whole region.
         out[...] = region
     else:
-        inside = index < len(order)
+        inside = maps.index < maps.n_drawn
         np.copyto(out, region, where=inside[..., None])
     if cover is not None:
-        cover[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] = index < len(order)
+        cover[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] = maps.index < maps.n_drawn
     return warped, cover
 
 
 def _backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, height: int, width: int,
-                  step: int, need_index: bool = True) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+                  step: int, need_index: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
     """Triangle index and backward map of a region, drawing ``triangles`` in order.
 
     Args:
@@ -427,18 +496,18 @@ def _backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, heigh
         triangles: ``(m, 3)`` non-degenerate destination triangles, in drawing order.
         height, width: region size.
         step: sampling step of the displacement (1 = every pixel).
+        need_index: also return the triangle index at full resolution.
 
     Returns:
         ``index`` ``(h, w) float32`` (``m`` outside every triangle; None unless
-        ``need_index``), ``map_x``, ``map_y`` ``(h, w) float32`` source coordinates in
-        region pixels.
+        ``need_index``) and ``map_xy`` ``(h, w, 2) float32``: the source coordinates
+        ``(x, y)`` of each pixel in region pixels (``cv2.remap``'s two-channel map).
     """
     m = len(triangles)
-    # Coefficient tables: column t = triangle t's displacement affine; column m = zero.
-    coefs = np.zeros((m + 1, 2, 3), np.float64)
-    coefs[:m] = displacement_affines(src, dst, triangles)
-    table_x = np.ascontiguousarray(coefs[:, 0, :], np.float32).reshape(1, m + 1, 3)
-    table_y = np.ascontiguousarray(coefs[:, 1, :], np.float32).reshape(1, m + 1, 3)
+    # Coefficient table: entry t = triangle t's displacement affine (x row, y row);
+    # entry m = zero (outside every triangle).
+    table = np.zeros((1, m + 1, 6), np.float32)
+    table[0, :m] = displacement_affines(src, dst, triangles).reshape(m, 6)
 
     # Sample grid: sample (i, j) sits at region pixel (step * j + o, step * i + o), the
     # centre of its step x step cell, so a bilinear resize by ``step`` lands on pixels.
@@ -450,22 +519,18 @@ def _backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, heigh
     for i, tri in enumerate(list(verts)):
         fill(index, tri, i, cv2.LINE_8, _SUBPIXEL_SHIFT)
 
-    # Per-sample displacement = coefficients(index) . (x, y, 1).
-    xy1 = _grid("xy1", gh, gw)
-    if step > 1:
-        xy1 = xy1 * np.float32(step) + np.array([offset, offset, 1.0 - step], np.float32)
-    zeros = np.zeros((gh, gw), np.float32)
-    ones = np.ones((1, 3), np.float32)
-    disp_x = cv2.transform(cv2.multiply(cv2.remap(table_x, index, zeros, cv2.INTER_NEAREST), xy1), ones)
-    disp_y = cv2.transform(cv2.multiply(cv2.remap(table_y, index, zeros, cv2.INTER_NEAREST), xy1), ones)
+    # Per-sample displacement = coefficients(index) . (x, y, 1), for x and y at once.
+    coefs = cv2.remap(table, index, np.zeros((gh, gw), np.float32), cv2.INTER_NEAREST)   # (gh, gw, 6)
+    disp = cv2.transform(cv2.multiply(coefs, _grid(f"xy1xy1/{step}", gh, gw)), _SUM_PAIRS)  # (gh, gw, 2)
     if step > 1:
         size = (gw * step, gh * step)
-        disp_x = cv2.resize(disp_x, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
-        disp_y = cv2.resize(disp_y, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
+        disp = cv2.resize(disp, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
         index = cv2.resize(index, size, interpolation=cv2.INTER_NEAREST)[:height, :width] if need_index else None
-    map_x = cv2.add(disp_x, _grid("x", height, width))
-    map_y = cv2.add(disp_y, _grid("y", height, width))
-    return index, map_x, map_y
+    return index, cv2.add(disp, _grid("xy", height, width))
+
+
+# Sums channels 0-2 and 3-5 of a 6-channel image (cv2.transform).
+_SUM_PAIRS = np.array([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], np.float32)
 
 
 def _identity_output(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

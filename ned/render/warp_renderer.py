@@ -17,16 +17,18 @@ resolution and a 1080p frame costs a few milliseconds.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
+import cv2
 import numpy as np
 
-from ned.render.blend import BlendOptions, blend, mask_reach_px, soft_mask
-from ned.render.warp import WarpMesh, _warp_box, anchor_ring, build_warp_mesh
+from ned.render.blend import BlendOptions, blend, blend_box, mask_reach_px, soft_mask
+from ned.render.warp import _INTERPOLATIONS, WarpMesh, _warp_box, anchor_ring, box_maps, build_warp_mesh
 from ned.types import check_array
 
-__all__ = ["AppearanceContext", "AppearanceFn", "RenderOptions", "RenderedFace", "RenderedRegion", "WarpRenderer"]
+__all__ = ["AppearanceContext", "AppearanceFn", "RenderOptions", "RenderedFace", "RenderedPlanes", "RenderedRegion",
+           "WarpRenderer"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +133,36 @@ class RenderedRegion:
         """Nothing rendered."""
         return RenderedRegion(np.zeros(4, np.int32), np.zeros((0, 0, 3), np.uint8),
                               np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0), np.float32))
+
+
+@dataclass(frozen=True)
+class RenderedPlanes:
+    """What :meth:`WarpRenderer.render_planes` returns: the changed box of a YUV 4:2:0 picture.
+
+    Attributes:
+        box: ``(4,) int32`` ``x0 y0 x1 y1`` (even, exclusive ends), luma pixels; all zero
+            when nothing was rendered (then the arrays are empty).
+        y: ``(h, w) uint8`` the new luma over ``box``.
+        u, v: ``(h / 2, w / 2) uint8`` the new chroma over ``box / 2``.
+        mask: ``(h, w) float32`` the blend mask (luma resolution).
+    """
+
+    box: np.ndarray
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def rendered(self) -> bool:
+        """False when nothing was rendered (no face, or off the frame)."""
+        return bool(self.box[2] > self.box[0] and self.box[3] > self.box[1])
+
+    @staticmethod
+    def empty() -> RenderedPlanes:
+        """Nothing rendered."""
+        z = np.zeros((0, 0), np.uint8)
+        return RenderedPlanes(np.zeros(4, np.int32), z, z, z, np.zeros((0, 0), np.float32))
 
 
 @dataclass(frozen=True)
@@ -250,20 +282,10 @@ class WarpRenderer:
             return RenderedRegion.empty()
 
         mesh, opts = self.mesh, self.options
-        anchors = anchor_ring(src, dst, mesh.oval, opts.ring_scale)
-        centre = src[mesh.oval].mean(axis=0)
-        polygon = centre + (dst[mesh.oval] - centre) * opts.mask_scale       # (K, 2) frame px
-        face_width = float(np.ptp(dst[mesh.oval, 0]))
-        feather = opts.blend.resolve_feather_px(face_width)
-
-        # Two boxes: the source box holds everything the warp can read (the anchor ring)
-        # and the mask; the output box only where the mask can be non-zero. Pixels of the
-        # output box outside the mask are copied back bit for bit by the blend.
-        reach = mask_reach_px(feather) + 2
-        sx0, sy0, sx1, sy1 = _box(np.concatenate([anchors, polygon]), reach, width, height)
-        x0, y0, x1, y1 = _box(polygon, reach, width, height)
-        if x1 <= x0 or y1 <= y0 or sx1 <= sx0 or sy1 <= sy0:
+        geo = self._geometry(src, dst, width, height)
+        if geo is None:
             return RenderedRegion.empty()
+        anchors, polygon, feather, (sx0, sy0, sx1, sy1), (x0, y0, x1, y1) = geo
         source = frame[sy0:sy1, sx0:sx1] if isinstance(frame, np.ndarray) else frame.region_rgb(sx0, sy0, sx1, sy1)
         s_origin = np.array([sx0, sy0], np.float64)
         points_s = np.concatenate([src, anchors]) - s_origin
@@ -288,6 +310,96 @@ class WarpRenderer:
         composited = blend(region, warped, mask, opts.blend)
         return RenderedRegion(box=np.array([x0, y0, x1, y1], np.int32), source=region, image=composited, mask=mask)
 
+    @property
+    def renders_planes(self) -> bool:
+        """True when :meth:`render_planes` can be used: no appearance step (it works in
+        RGB) and a blend that works per plane (``laplacian`` or ``copy``)."""
+        return self.appearance is None and self.options.blend.method in ("laplacian", "copy")
+
+    def render_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, src_landmarks: np.ndarray,
+                      dst_landmarks: np.ndarray) -> RenderedPlanes:
+        """:meth:`render_region` on the planes of an 8-bit YUV 4:2:0 picture, without RGB.
+
+        The warp and the blend are linear in the pixel values, so they can run on the
+        luma and chroma planes as they are: luma with the full-resolution maps and mask,
+        chroma with both averaged over each 2x2 block (and one pyramid level less). Only
+        where the blend mask is 0 for all four pixels of a block is a chroma sample
+        outside the mask; there, and at every luma sample with mask 0, the output equals
+        the input bit for bit.
+
+        Args:
+            y: ``(H, W) uint8`` luma plane (``H``, ``W`` even).
+            u, v: ``(H / 2, W / 2) uint8`` chroma planes.
+            src_landmarks, dst_landmarks: as in :meth:`render`.
+
+        Returns:
+            :class:`RenderedPlanes` (empty when the face is missing or off the frame).
+
+        Raises:
+            ValueError: bad shapes or dtypes, or when :attr:`renders_planes` is False.
+        """
+        if not self.renders_planes:
+            raise ValueError("render_planes: needs no appearance step and a laplacian or copy blend")
+        check_array(y, "H W", np.uint8, name="y")
+        height, width = y.shape
+        if height % 2 or width % 2:
+            raise ValueError(f"render_planes: the picture size must be even, got {width}x{height}")
+        check_array(u, f"{height // 2} {width // 2}", np.uint8, name="u")
+        check_array(v, f"{height // 2} {width // 2}", np.uint8, name="v")
+        src = self._points(src_landmarks, "src_landmarks")
+        dst = self._points(dst_landmarks, "dst_landmarks")
+        if not (np.isfinite(src).all() and np.isfinite(dst).all()):
+            return RenderedPlanes.empty()
+        mesh, opts = self.mesh, self.options
+        geo = self._geometry(src, dst, width, height)
+        if geo is None:
+            return RenderedPlanes.empty()
+        anchors, polygon, feather, _, (x0, y0, x1, y1) = geo
+        mask = soft_mask(polygon - np.array([x0, y0], np.float64), (y1 - y0, x1 - x0), feather)
+        half = ((x1 - x0) // 2, (y1 - y0) // 2)
+        chroma_mask = cv2.resize(mask, half, interpolation=cv2.INTER_AREA)   # 0 only where all 4 are 0
+        cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
+        y_in, u_in, v_in = y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1]
+        map_xy = box_maps(np.concatenate([src, anchors]), np.concatenate([dst, anchors]), mesh.triangles,
+                          (x0, y0, x1, y1), map_step=opts.map_step)
+        if map_xy is None:  # nothing moves: the blend of an identical picture is the picture
+            return RenderedPlanes(np.array([x0, y0, x1, y1], np.int32), y_in.copy(), u_in.copy(), v_in.copy(), mask)
+        y_warped = cv2.remap(y, map_xy, None, _INTERPOLATIONS[opts.interpolation], borderMode=cv2.BORDER_REPLICATE)
+        # A chroma sample covers a 2x2 block: its source is the block's mean source
+        # position, in chroma pixels (luma position p -> chroma (p - 0.5) / 2). Chroma is
+        # smooth at half resolution: bilinear resampling is enough there.
+        c_map = cv2.resize(map_xy, half, interpolation=cv2.INTER_AREA)
+        c_map = cv2.addWeighted(c_map, 0.5, c_map, 0.0, -0.25)          # (p - 0.5) / 2
+        u_warped = cv2.remap(u, c_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        v_warped = cv2.remap(v, c_map, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        y_out = blend_box(y_in, y_warped, mask, opts.blend)
+        chroma_blend = replace(opts.blend, levels=max(1, opts.blend.levels - 1))
+        uv = blend_box(cv2.merge([u_in, v_in]), cv2.merge([u_warped, v_warped]), chroma_mask, chroma_blend)
+        return RenderedPlanes(np.array([x0, y0, x1, y1], np.int32), y_out, np.ascontiguousarray(uv[..., 0]),
+                              np.ascontiguousarray(uv[..., 1]), mask)
+
+    def _geometry(self, src: np.ndarray, dst: np.ndarray, width: int, height: int):
+        """Anchor ring, mask polygon, feather and the two boxes of one frame, or None when
+        the face is off the frame.
+
+        The source box holds everything the warp can read (the anchor ring) and the mask;
+        the output box (even corners) only where the mask can be non-zero. Pixels of the
+        output box outside the mask are copied back bit for bit by the blend.
+        """
+        mesh, opts = self.mesh, self.options
+        anchors = anchor_ring(src, dst, mesh.oval, opts.ring_scale)
+        centre = src[mesh.oval].mean(axis=0)
+        polygon = centre + (dst[mesh.oval] - centre) * opts.mask_scale       # (K, 2) frame px
+        face_width = float(np.ptp(dst[mesh.oval, 0]))
+        feather = opts.blend.resolve_feather_px(face_width)
+        reach = mask_reach_px(feather) + 2
+        source_box = _box(np.concatenate([anchors, polygon]), reach, width, height)
+        out_box = _box(polygon, reach, width, height, even=True)
+        if out_box[2] <= out_box[0] or out_box[3] <= out_box[1] or source_box[2] <= source_box[0] \
+                or source_box[3] <= source_box[1]:
+            return None
+        return anchors, polygon, feather, source_box, out_box
+
     def _points(self, points: np.ndarray, name: str) -> np.ndarray:
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[0] < self.mesh.n_points or points.shape[1] not in (2, 3):
@@ -295,10 +407,16 @@ class WarpRenderer:
         return points[: self.mesh.n_points, :2].astype(np.float64)
 
 
-def _box(points: np.ndarray, margin: int, width: int, height: int) -> tuple[int, int, int, int]:
-    """Integer box ``(x0, y0, x1, y1)`` around ``points`` grown by ``margin``, clipped to the frame."""
+def _box(points: np.ndarray, margin: int, width: int, height: int, *, even: bool = False) -> tuple[int, int, int, int]:
+    """Integer box ``(x0, y0, x1, y1)`` around ``points`` grown by ``margin``, clipped to the
+    frame; ``even`` grows it by a pixel where needed so that its corners have even
+    coordinates within the frame (whole 2x2 chroma blocks of 4:2:0 video)."""
     x0 = max(0, int(np.floor(points[:, 0].min())) - margin)
     y0 = max(0, int(np.floor(points[:, 1].min())) - margin)
     x1 = min(width, int(np.ceil(points[:, 0].max())) + margin + 1)
     y1 = min(height, int(np.ceil(points[:, 1].max())) + margin + 1)
+    if even:
+        x0, y0 = x0 & ~1, y0 & ~1
+        x1 = min(x1 + (x1 & 1), width)
+        y1 = min(y1 + (y1 & 1), height)
     return x0, y0, x1, y1

@@ -1,0 +1,548 @@
+"""Exemplar banks: real expression detail from a user's own labelled emotion footage.
+
+``ned exemplars build <folder> -o <bank dir>`` turns a folder of labelled clips into a
+bank: per actor, a few neutral frames; per (actor, emotion), a few representative
+frames (the most strongly expressed, spread over the clip). For each exemplar the bank
+stores the aligned 256 px crop (PNG), its mesh and expression weights, and its *detail
+map*: the band-limited log-luminance ratio over the actor's neutral frames in texture
+space (:func:`ned.appearance.ratio.detail_map`). In label mode the appearance step blends
+the detail of the exemplars whose emotion change is closest to the frame's
+(:meth:`ExemplarBank.detail_for`).
+
+A bank built from third-party clips stays on the user's disk: nothing of it is shipped.
+
+Labels come from (first match wins):
+
+- a CSV (``--csv``) with a header and columns ``path,emotion[,actor]`` (paths relative
+  to the CSV's folder or absolute);
+- MEAD-style file names ``<actor>_<view>_<emotion>_level<k>_<nnn>.mp4``;
+- the MEAD tree ``<actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4``.
+
+Layout of a bank folder::
+
+    bank.npz        arrays (see :func:`load_bank`), written last, atomically
+    index.json      human-readable list of the exemplars and their source frames
+    crops/<actor>_<emotion>_<k>.png, crops/<actor>_neutral_<k>.png
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from ned.appearance.hook import detail_weight, emotion_delta
+from ned.appearance.options import AppearanceOptions
+from ned.appearance.ratio import detail_map, luminance_uv
+from ned.appearance.texture import uv_raster
+from ned.errors import InputError, ModelFileError, OutputError
+from ned.morph.rig import Blendshape
+
+__all__ = [
+    "EMOTIONS",
+    "LabelledClip",
+    "BankOptions",
+    "ExemplarBank",
+    "BankSummary",
+    "discover_clips",
+    "select_frames",
+    "build_bank",
+    "load_bank",
+    "BANK_VERSION",
+]
+
+logger = logging.getLogger(__name__)
+
+BANK_VERSION = 1
+#: Emotion names of a bank (NED's eight, as in MEAD); aliases are mapped onto them.
+EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")
+_ALIASES = {"anger": "angry", "disgust": "disgusted", "fearful": "fear", "afraid": "fear",
+            "happiness": "happy", "sadness": "sad", "surprise": "surprised"}
+_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+_MEAD_NAME = re.compile(r"^(?P<actor>[A-Za-z0-9]+)_(?P<view>[a-z_]+?)_(?P<emotion>[a-z]+)_level_?(?P<level>\d+)_"
+                        r"(?P<take>\d+)$")
+
+
+def normalise_emotion(name: str) -> str:
+    """A bank emotion name for ``name`` (case-insensitive, aliases accepted).
+
+    Raises:
+        InputError: an unknown name.
+    """
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in EMOTIONS:
+        raise InputError(f"unknown emotion {name!r}; use one of: {', '.join(EMOTIONS)}")
+    return key
+
+
+@dataclass(frozen=True)
+class LabelledClip:
+    """A clip and its labels.
+
+    Attributes:
+        path: the video file.
+        actor: who acts in it (exemplars are relative to the same actor's neutral frames).
+        emotion: one of :data:`EMOTIONS`.
+        level: intensity level when known (MEAD: 1..3), else 0.
+    """
+
+    path: Path
+    actor: str
+    emotion: str
+    level: int = 0
+
+
+@dataclass(frozen=True)
+class BankOptions:
+    """Options of :func:`build_bank`.
+
+    Attributes:
+        per_emotion: exemplars kept per (actor, emotion), 1..32.
+        neutral_frames: neutral frames kept per actor, 1..64.
+        min_gap_s: least time between two exemplars of one clip, seconds, >= 0.
+        max_frames: frames read per clip at most (the start of the clip), >= 1.
+        appearance: texture size and band-pass of the detail maps.
+    """
+
+    per_emotion: int = 4
+    neutral_frames: int = 8
+    min_gap_s: float = 0.4
+    max_frames: int = 600
+    appearance: AppearanceOptions = field(default_factory=AppearanceOptions)
+
+    def __post_init__(self) -> None:
+        for name, low, high in (("per_emotion", 1, 32), ("neutral_frames", 1, 64), ("max_frames", 1, 10 ** 7)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"BankOptions.{name} must be an integer in [{low}, {high}], got {value!r}")
+        if not isinstance(self.min_gap_s, (int, float)) or isinstance(self.min_gap_s, bool) or self.min_gap_s < 0:
+            raise ValueError(f"BankOptions.min_gap_s must be >= 0, got {self.min_gap_s!r}")
+        if not isinstance(self.appearance, AppearanceOptions):
+            raise ValueError(f"BankOptions.appearance must be an AppearanceOptions, got "
+                             f"{type(self.appearance).__name__}")
+
+
+# ---------------------------------------------------------------------------------------
+# Discovering labelled clips
+# ---------------------------------------------------------------------------------------
+def discover_clips(folder: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> list[LabelledClip]:
+    """Find labelled clips in a folder (MEAD names or tree) or listed in a CSV.
+
+    Args:
+        folder: searched recursively for videos (ignored entries are logged).
+        csv_path: a CSV with header ``path,emotion[,actor]``; when given only its rows
+            are used (paths relative to the CSV's folder unless absolute).
+
+    Returns:
+        Clips sorted by (actor, emotion, path).
+
+    Raises:
+        InputError: a missing folder / CSV, a malformed CSV row, or no labelled clip.
+    """
+    root = Path(folder)
+    clips: list[LabelledClip] = []
+    if csv_path is not None:
+        clips = _clips_from_csv(Path(csv_path))
+    else:
+        if not root.is_dir():
+            raise InputError(f"{root}: not a folder of clips")
+        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in _VIDEO_SUFFIXES and p.is_file()):
+            clip = _clip_from_name(path, root)
+            if clip is None:
+                logger.info("skipping %s: no MEAD-style label in its name or folders (use --csv)", path)
+            else:
+                clips.append(clip)
+    if not clips:
+        raise InputError(f"{csv_path or root}: no labelled clips found; name them "
+                         "<actor>_<view>_<emotion>_level<k>_<nnn>.mp4 or give --csv path,emotion,actor")
+    return sorted(clips, key=lambda c: (c.actor, c.emotion, str(c.path)))
+
+
+def _clip_from_name(path: Path, root: Path) -> LabelledClip | None:
+    m = _MEAD_NAME.match(path.stem)
+    if m:
+        try:
+            return LabelledClip(path, m["actor"], normalise_emotion(m["emotion"]), int(m["level"]))
+        except InputError:
+            return None
+    parts = path.relative_to(root).parts
+    # MEAD tree: <actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4 (root may be inside it)
+    for i in range(len(parts) - 2, 0, -1):
+        level = re.fullmatch(r"level_?(\d+)", parts[i])
+        if level and i >= 1:
+            try:
+                emotion = normalise_emotion(parts[i - 1])
+            except InputError:
+                return None
+            actor = parts[i - 4] if i >= 4 and parts[i - 3] == "video" else (parts[0] if i >= 2 else root.name)
+            return LabelledClip(path, actor, emotion, int(level[1]))
+    return None
+
+
+def _clips_from_csv(csv_path: Path) -> list[LabelledClip]:
+    if not csv_path.is_file():
+        raise InputError(f"{csv_path}: label CSV not found")
+    out = []
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"path", "emotion"} <= set(reader.fieldnames):
+            raise InputError(f"{csv_path}: needs a header with columns path,emotion[,actor]")
+        for line, row in enumerate(reader, start=2):
+            path = Path(row["path"])
+            if not path.is_absolute():
+                path = csv_path.parent / path
+            if not path.is_file():
+                raise InputError(f"{csv_path}:{line}: {path} does not exist")
+            actor = (row.get("actor") or "").strip() or path.stem.split("_")[0]
+            out.append(LabelledClip(path, actor, normalise_emotion(row["emotion"] or ""), 0))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Selecting frames
+# ---------------------------------------------------------------------------------------
+def select_frames(score: np.ndarray, count: int, min_gap: int, largest: bool = True) -> np.ndarray:
+    """Indices of up to ``count`` frames with the best scores, at least ``min_gap`` apart.
+
+    Args:
+        score: ``(T,)`` per-frame score; NaN frames are never chosen.
+        count: how many, >= 1.
+        min_gap: least index distance between two chosen frames, >= 0.
+        largest: pick the largest scores (else the smallest).
+
+    Returns:
+        ``(n,) int64`` sorted indices, ``n <= count``.
+    """
+    s = np.asarray(score, np.float64)
+    order = np.argsort(-s if largest else s, kind="stable")
+    chosen: list[int] = []
+    for i in order:
+        if np.isnan(s[i]):
+            continue
+        if all(abs(int(i) - j) > min_gap for j in chosen):
+            chosen.append(int(i))
+            if len(chosen) == count:
+                break
+    return np.array(sorted(chosen), np.int64)
+
+
+# ---------------------------------------------------------------------------------------
+# The bank
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ExemplarBank:
+    """Loaded exemplars (see :func:`load_bank`).
+
+    Attributes:
+        emotions: ``(M,)`` str, each exemplar's emotion.
+        actors: ``(M,)`` str.
+        expressions: ``(M, K) float32`` fitted weights.
+        deltas: ``(M, K) float32`` emotion change over the actor's neutral frames
+            (:func:`ned.appearance.hook.emotion_delta`).
+        details: ``(M, S, S) float32`` detail maps (log gain, texture space).
+        crops: ``(M,)`` str, crop file names (relative to ``root``).
+        root: the bank folder.
+    """
+
+    emotions: np.ndarray
+    actors: np.ndarray
+    expressions: np.ndarray
+    deltas: np.ndarray
+    details: np.ndarray
+    crops: np.ndarray
+    root: Path
+
+    def __len__(self) -> int:
+        return int(len(self.emotions))
+
+    @property
+    def size(self) -> int:
+        """``S``, texels per side of the detail maps."""
+        return int(self.details.shape[-1]) if len(self) else 0
+
+    def select(self, delta: np.ndarray, emotion: str | None = None, count: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """The exemplars closest to an emotion change, and their blend weights.
+
+        Candidates are the exemplars of ``emotion`` (all when None or when the bank has
+        none of it); the ``count`` nearest by Euclidean distance of emotion change get
+        weights ``exp(-d^2 / 2 tau^2)`` (``tau`` = the median of their distances, so the
+        blend stays soft), normalised to sum 1.
+
+        Args:
+            delta: ``(K,)`` the frame's emotion change (target - source).
+            emotion: target emotion name, or None.
+            count: exemplars to blend, >= 1.
+
+        Returns:
+            ``indices (n,) int64`` and ``weights (n,) float32`` (empty for an empty bank).
+
+        Raises:
+            ValueError: on a bad delta shape.
+        """
+        d = np.asarray(delta, np.float32)
+        if d.shape != (len(Blendshape),):
+            raise ValueError(f"delta: expected shape ({len(Blendshape)},), got {d.shape}")
+        if not len(self):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        cand = np.arange(len(self))
+        if emotion is not None:
+            same = cand[self.emotions == normalise_emotion(emotion)]
+            if same.size:
+                cand = same
+        dist = np.linalg.norm(self.deltas[cand] - d, axis=1)
+        order = np.argsort(dist, kind="stable")[:max(1, int(count))]
+        idx, dd = cand[order], dist[order]
+        tau = max(float(np.median(dd)), 1e-3)
+        w = np.exp(-0.5 * (dd / tau) ** 2)
+        return idx.astype(np.int64), (w / w.sum()).astype(np.float32)
+
+    def detail_for(self, delta: np.ndarray, emotion: str | None = None, count: int = 3) -> tuple[np.ndarray | None, float]:
+        """Blended detail map of the closest exemplars and how much of it the change calls for.
+
+        Returns:
+            ``(S, S) float32`` detail (None for an empty bank) and its weight in [0, 1]
+            (:func:`ned.appearance.hook.detail_weight` of ``delta`` on the blended
+            exemplar change).
+        """
+        idx, w = self.select(delta, emotion, count)
+        if idx.size == 0:
+            return None, 0.0
+        detail = np.tensordot(w, self.details[idx], axes=1).astype(np.float32)
+        ref_delta = w @ self.deltas[idx]
+        return detail, detail_weight(delta, ref_delta)
+
+
+@dataclass(frozen=True)
+class BankSummary:
+    """What :func:`build_bank` did.
+
+    Attributes:
+        root: the bank folder.
+        exemplars: number of emotion exemplars written.
+        neutral: number of neutral frames written.
+        per_emotion: exemplar count per emotion.
+        skipped: ``(path, reason)`` of clips left out.
+    """
+
+    root: Path
+    exemplars: int
+    neutral: int
+    per_emotion: dict[str, int]
+    skipped: tuple[tuple[str, str], ...]
+
+
+def _track_clip(path: Path, max_frames: int) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """Frames ``(H, W, 3) uint8`` (up to ``max_frames``), landmarks ``(T, 478, 3)`` and fps."""
+    from ned import media
+    from ned.face import FaceTracker
+
+    info = media.probe(path)
+    frames: list[np.ndarray] = []
+    marks: list[np.ndarray] = []
+    tracker = FaceTracker()
+    for decoded, obs in tracker.track(media.iter_frames(path, max_frames=max_frames), fps=info.fps, source=path):
+        frames.append(decoded.rgb)
+        marks.append(obs.landmarks)
+    return frames, np.stack(marks).astype(np.float32), float(info.fps)
+
+
+def _crop(frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned 256 px crop and the mesh in its pixels."""
+    from ned.face.align import crop_from_frame, transform_points, warp_to_crop
+
+    m = crop_from_frame(landmarks)
+    return warp_to_crop(frame, m, border="replicate"), transform_points(landmarks, m)
+
+
+def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_path: str | os.PathLike | None = None,
+               options: BankOptions = BankOptions(), clips: Sequence[LabelledClip] | None = None) -> BankSummary:
+    """Build an exemplar bank from labelled clips.
+
+    Per actor: the actor's neutral clips give the identity (neutral face) for fitting,
+    ``neutral_frames`` neutral frames (the least expressive) and their luminance in
+    texture space; each emotion clip gives its ``per_emotion`` most expressive frames
+    (largest emotion change over the neutral mean, at least ``min_gap_s`` apart), each
+    stored with its detail map relative to those neutral frames. Actors without a
+    neutral clip are skipped (logged), as are clips where no face is found.
+
+    Args:
+        folder: the clips (see :func:`discover_clips`).
+        out_dir: the bank folder (created; an existing bank in it is replaced).
+        csv_path: optional labels CSV.
+        options: :class:`BankOptions`.
+        clips: the labelled clips to use instead of discovering them.
+
+    Returns:
+        :class:`BankSummary`.
+
+    Raises:
+        InputError: no labelled clips, or no actor with both neutral and emotion clips.
+        OutputError: the bank folder cannot be written.
+    """
+    from ned.morph.fit import FaceModel, FitOptions
+    from ned.layout import atomic_write_image
+
+    if not isinstance(options, BankOptions):
+        raise ValueError(f"options must be a BankOptions, got {type(options).__name__}")
+    labelled = list(clips) if clips is not None else discover_clips(folder, csv_path)
+    out = Path(out_dir)
+    try:
+        (out / "crops").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot create the bank folder ({err.strerror or err})") from err
+    raster = uv_raster(options.appearance.texture_size)
+    by_actor: dict[str, list[LabelledClip]] = {}
+    for c in labelled:
+        by_actor.setdefault(c.actor, []).append(c)
+
+    skipped: list[tuple[str, str]] = []
+    records: list[dict] = []
+    details: list[np.ndarray] = []
+    expressions: list[np.ndarray] = []
+    deltas: list[np.ndarray] = []
+    neutral_count = 0
+    for actor, actor_clips in sorted(by_actor.items()):
+        neutral_clips = [c for c in actor_clips if c.emotion == "neutral"]
+        if not neutral_clips:
+            for c in actor_clips:
+                skipped.append((str(c.path), f"no neutral clip of actor {actor}"))
+            logger.warning("actor %s: no neutral clip, skipped", actor)
+            continue
+        tracked: dict[Path, tuple[list[np.ndarray], np.ndarray, float]] = {}
+        for c in actor_clips:
+            try:
+                tracked[c.path] = _track_clip(c.path, options.max_frames)
+            except InputError as err:
+                skipped.append((str(c.path), str(err)))
+                logger.warning("%s: skipped (%s)", c.path, err)
+        neutral_tracks = [tracked[c.path] for c in neutral_clips if c.path in tracked]
+        if not neutral_tracks:
+            continue
+        neutral_marks = np.concatenate([m for _, m, _ in neutral_tracks])
+        ok = np.isfinite(neutral_marks).all(axis=(1, 2))
+        model = FaceModel.from_sequence(neutral_marks[ok], options=FitOptions())
+        # neutral frames: the least expressive of all neutral clips
+        n_frames = [f for fr, m, _ in neutral_tracks for f, ok_ in zip(fr, np.isfinite(m).all(axis=(1, 2))) if ok_]
+        n_marks = neutral_marks[ok]
+        n_expr = model.fit_batch(n_marks).expression
+        mean_neutral = n_expr.mean(0)
+        activity = np.linalg.norm(np.stack([emotion_delta(mean_neutral, e) for e in n_expr]), axis=1)
+        gap = int(round(options.min_gap_s * neutral_tracks[0][2]))
+        pick = select_frames(activity, options.neutral_frames, gap, largest=False)
+        neutral_uv = []
+        for k, i in enumerate(pick):
+            crop, pts = _crop(n_frames[i], n_marks[i])
+            neutral_uv.append(luminance_uv(crop, pts, raster))
+            atomic_write_image(out / "crops" / f"{actor}_neutral_{k:02d}.png", crop)
+            neutral_count += 1
+        neutral_expr = n_expr[pick].mean(0)
+        for c in actor_clips:
+            if c.emotion == "neutral" or c.path not in tracked:
+                continue
+            frames, marks, fps = tracked[c.path]
+            ok = np.isfinite(marks).all(axis=(1, 2))
+            if not ok.any():
+                skipped.append((str(c.path), "no face"))
+                continue
+            expr = np.full((len(marks), len(Blendshape)), np.nan, np.float32)
+            expr[ok] = model.fit_batch(marks[ok]).expression
+            delta = np.stack([emotion_delta(neutral_expr, e) if np.isfinite(e).all() else np.full_like(e, np.nan)
+                              for e in expr])
+            pick = select_frames(np.linalg.norm(delta, axis=1), options.per_emotion,
+                                 int(round(options.min_gap_s * fps)))
+            for i in pick:
+                crop, pts = _crop(frames[i], marks[i])
+                k = sum(1 for r in records if r["actor"] == actor and r["emotion"] == c.emotion)
+                name = f"crops/{actor}_{c.emotion}_{k:02d}.png"
+                atomic_write_image(out / name, crop)
+                details.append(detail_map(neutral_uv, luminance_uv(crop, pts, raster), raster, options.appearance))
+                expressions.append(expr[i])
+                deltas.append(delta[i])
+                records.append({"actor": actor, "emotion": c.emotion, "crop": name, "source": str(c.path),
+                                "frame": int(i), "mesh": pts[:, :2].round(2).tolist()})
+    if not records:
+        raise InputError(f"{folder}: no actor has both a neutral clip and emotion clips with a face; "
+                         "a bank needs both")
+    _write_bank(out, records, np.stack(details), np.stack(expressions), np.stack(deltas), options)
+    per_emotion: dict[str, int] = {}
+    for r in records:
+        per_emotion[r["emotion"]] = per_emotion.get(r["emotion"], 0) + 1
+    logger.info("bank %s: %d exemplars (%s), %d neutral frames", out, len(records),
+                ", ".join(f"{k} {v}" for k, v in sorted(per_emotion.items())), neutral_count)
+    return BankSummary(out, len(records), neutral_count, per_emotion, tuple(skipped))
+
+
+def _write_bank(out: Path, records: list[dict], details: np.ndarray, expressions: np.ndarray, deltas: np.ndarray,
+                options: BankOptions) -> None:
+    index = {"version": BANK_VERSION, "texture_size": options.appearance.texture_size,
+             "blendshapes": [b.name for b in Blendshape], "exemplars": records}
+    tmp_json = out / "index.json.tmp"
+    tmp_npz = out / "bank.tmp.npz"
+    try:
+        tmp_json.write_text(json.dumps(index, indent=1))
+        np.savez_compressed(tmp_npz, version=np.int32(BANK_VERSION),
+                            emotions=np.array([r["emotion"] for r in records]),
+                            actors=np.array([r["actor"] for r in records]),
+                            crops=np.array([r["crop"] for r in records]),
+                            expressions=expressions.astype(np.float32), deltas=deltas.astype(np.float32),
+                            details=details.astype(np.float16),
+                            blendshapes=np.array([b.name for b in Blendshape]))
+        os.replace(tmp_json, out / "index.json")
+        os.replace(tmp_npz, out / "bank.npz")
+    except OSError as err:
+        for p in (tmp_json, tmp_npz):
+            p.unlink(missing_ok=True)
+        raise OutputError(f"{out}: cannot write the bank ({err.strerror or err})") from err
+
+
+def load_bank(folder: str | os.PathLike) -> ExemplarBank:
+    """Load a bank written by :func:`build_bank`.
+
+    Args:
+        folder: the bank folder (holds ``bank.npz``).
+
+    Returns:
+        :class:`ExemplarBank`.
+
+    Raises:
+        ModelFileError: missing or malformed bank, another version, or built for other
+            blendshape names.
+    """
+    root = Path(folder)
+    path = root / "bank.npz"
+    if not path.is_file():
+        raise ModelFileError(f"{root}: no exemplar bank here (bank.npz missing); build one with "
+                             "`ned exemplars build <clips folder> -o {root}`")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            version = int(z["version"])
+            names = [str(n) for n in z["blendshapes"]]
+            bank = ExemplarBank(emotions=z["emotions"].astype(str), actors=z["actors"].astype(str),
+                                expressions=z["expressions"].astype(np.float32),
+                                deltas=z["deltas"].astype(np.float32), details=z["details"].astype(np.float32),
+                                crops=z["crops"].astype(str), root=root)
+    except (KeyError, ValueError, OSError) as err:
+        raise ModelFileError(f"{path}: not an exemplar bank ({err}); rebuild it with `ned exemplars build`") from err
+    if version != BANK_VERSION:
+        raise ModelFileError(f"{path}: bank version {version}, expected {BANK_VERSION}; rebuild it with "
+                             "`ned exemplars build`")
+    if names != [b.name for b in Blendshape]:
+        raise ModelFileError(f"{path}: built for other blendshapes; rebuild it with `ned exemplars build`")
+    return bank
+
+
+def iter_exemplar_images(bank: ExemplarBank) -> Iterable[tuple[str, np.ndarray]]:
+    """``(emotion, crop (256, 256, 3) uint8)`` of every exemplar (for contact sheets)."""
+    for emotion, name in zip(bank.emotions, bank.crops):
+        img = cv2.imread(str(bank.root / name), cv2.IMREAD_COLOR)
+        if img is not None:
+            yield str(emotion), cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
