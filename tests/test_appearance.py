@@ -297,7 +297,15 @@ class TestRatio:
         darkening = 1.0 - (y_out[y - 1:y + 2, x - 1:x + 2] / y_in[y - 1:y + 2, x - 1:x + 2]).mean()
         dot_contrast = 1.0 - luminance(emotion)[y, x] / luminance(neutral)[y, x]
         assert dot_contrast > 0.5
-        assert darkening < 0.08
+        assert darkening < 0.05
+
+    def test_misregistered_mole_does_not_transfer(self):
+        """The same mole 2 px apart in the two references (a tracking error) leaves no trace."""
+        x, y = cheek_point(self.pts)
+        neutral, emotion, target = skin_image(2, dot=(x + 2, y)), skin_image(2, dot=(x, y)), skin_image(1)
+        out = self.rt.apply(target, self.pts, neutral, self.pts, emotion, self.pts, weight=1.0)
+        ratio = luminance(out)[y - 6:y + 7, x - 6:x + 9] / luminance(target)[y - 6:y + 7, x - 6:x + 9]
+        assert np.abs(ratio - 1.0).max() < 0.05
 
     def test_band_pass_removes_the_mean_and_respects_the_weight(self):
         v = np.full((64, 64), 0.3, np.float32)

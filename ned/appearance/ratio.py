@@ -6,6 +6,9 @@ map as a direct mesh-to-mesh warp), and the ratio of their luminances is the exp
 shading detail: creases, folds, bulges. Unlike the paper's full-band RGB ratio, here
 
 - only luminance is used (the target's skin tone and make-up stay);
+- small isolated spots (moles, freckles, pores, glints, and the +/- pairs that a small
+  misregistration of such marks leaves) are removed by a line-preserving median
+  (:func:`remove_spots`): creases and folds are long in some direction, spots in none;
 - the ratio is band-limited in log space: a low-pass (``detail_low_sigma_iod``) removes
   pores, noise, moles and the dipoles that small misregistrations of marks present in both
   frames leave; subtracting a much wider low-pass (``detail_high_sigma_iod``) removes the
@@ -34,7 +37,7 @@ from ned.appearance.texture import UVRaster, image_to_uv, skin_mask_uv, uv_raste
 from ned.morph.topology import Topology
 from ned.types import check_array
 
-__all__ = ["LOG_EPS", "luminance_uv", "band_pass", "detail_map", "RatioTransfer"]
+__all__ = ["LOG_EPS", "SPOT_LENGTH_IOD", "luminance_uv", "remove_spots", "band_pass", "detail_map", "RatioTransfer"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,9 @@ LOG_EPS = 0.04
 #: shadows next to it) and from the edges of the skin region (eyelid, lip and brow edges
 #: move between two frames and leave rims in a ratio).
 GUARD_ERODE_IOD = 0.05
+#: length of the directional medians of :func:`remove_spots`, IOD (spots smaller than about
+#: half of it vanish; lines longer than it stay).
+SPOT_LENGTH_IOD = 0.2
 SKIN_ERODE_IOD = 0.015
 
 
@@ -79,6 +85,44 @@ def luminance_uv(image: np.ndarray, points: np.ndarray, raster: UVRaster) -> np.
     """
     check_array(image, "H W 3", np.uint8, name="image")
     return image_to_uv(luminance(image) * np.float32(1.0 / 255.0), points, raster)
+
+
+def remove_spots(values: np.ndarray, length: int) -> np.ndarray:
+    """Line-preserving removal of small spots: the directional median closest to the value.
+
+    For each texel, medians of ``length`` texels along the four directions (horizontal,
+    vertical, both diagonals) are taken and the one closest to the texel's own value is
+    kept. On a line (a crease) the median along the line equals the line's value, so lines
+    stay; on a spot every direction crosses it, all four medians are the background, and
+    the spot disappears; smooth regions are unchanged.
+
+    Args:
+        values: ``(S, S) float32``.
+        length: median length in texels (odd, >= 3; smaller values return the input).
+
+    Returns:
+        ``(S, S) float32``.
+    """
+    x = np.asarray(values, np.float32)
+    if length < 3:
+        return x.copy()
+    half = length // 2
+    pad = np.pad(x, half, mode="edge")
+    h, w = x.shape
+    best = None
+    best_err = None
+    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        stack = np.stack([pad[half + k * dy:half + k * dy + h, half + k * dx:half + k * dx + w]
+                          for k in range(-half, half + 1)])
+        med = np.partition(stack, half, axis=0)[half]
+        err = np.abs(med - x)
+        if best is None:
+            best, best_err = med, err
+        else:
+            closer = err < best_err
+            best = np.where(closer, med, best)
+            best_err = np.where(closer, err, best_err)
+    return best
 
 
 def band_pass(values: np.ndarray, weight: np.ndarray, low_sigma: float, high_sigma: float) -> np.ndarray:
@@ -152,6 +196,8 @@ def detail_map(neutral: np.ndarray | Sequence[np.ndarray], emotion: np.ndarray, 
     valid = _erode(valid, GUARD_ERODE_IOD * raster.iod_texels)
     skin = _eroded_skin(s, SKIN_ERODE_IOD * raster.iod_texels)
     ratio = np.log(e + LOG_EPS) - np.log(n + LOG_EPS)
+    ratio = remove_spots(np.where(valid > 0, ratio, 0.0).astype(np.float32),
+                         int(round(SPOT_LENGTH_IOD * raster.iod_texels)) | 1)
     weight = skin * valid
     band = band_pass(ratio, weight, options.detail_low_sigma_iod * raster.iod_texels,
                      options.detail_high_sigma_iod * raster.iod_texels)
