@@ -34,8 +34,18 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every sub-command registered."""
+def command_name(module: str) -> str:
+    """The command-line name of a command module (``train_renderer`` -> ``train-renderer``)."""
+    return module.replace("_", "-")
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Build the top-level parser.
+
+    When ``argv`` names a command, only that command's module is imported and
+    registered (the training commands import PyTorch, which takes seconds); otherwise
+    (``ned --help``, a typo) every command is registered.
+    """
     parser = argparse.ArgumentParser(
         prog="ned",
         description=(
@@ -47,15 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ned {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     sub.required = True
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"ned.commands.{name}")
-        module.register(sub)
+    names = {command_name(m) for m in COMMAND_MODULES}
+    chosen = next((a for a in (argv or ()) if a in names), None)
+    for module_name in COMMAND_MODULES:
+        if chosen is None or command_name(module_name) == chosen:
+            importlib.import_module(f"ned.commands.{module_name}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ned`` console script; returns the process exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s")

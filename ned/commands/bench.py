@@ -11,10 +11,13 @@ from ned.bench import STAGES, format_table, results_json, run_bench
 from ned.layout import atomic_write_json
 
 
+NAME = "bench"
+HELP = "measure speed and peak memory of tracking, preprocessing, manipulation, rendering and edit"
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "bench",
-        help="measure speed and peak memory of tracking, preprocessing, manipulation, rendering and edit",
+        NAME,
+        help=HELP,
         description=(
             "Run each stage on a clip (default: the built-in sample) in a fresh process and report "
             "frames/s, CPU seconds, the ratio of its time to a plain decode + re-encode of the same clip "

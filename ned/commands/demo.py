@@ -9,10 +9,13 @@ from ned.commands._common import add_quiet
 from ned.demo import run_demo
 
 
+NAME = "demo"
+HELP = "edit the built-in sample clip to six emotions and write a grid video"
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo",
-        help="edit the built-in sample clip to six emotions and write a grid video",
+        NAME,
+        help=HELP,
         description=(
             "Generate the built-in sample clip (scikit-image's astronaut photo with small head motion "
             "and a synthesised voice), edit it to happy, angry, sad, surprised, fear and disgusted, and "

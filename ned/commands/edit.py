@@ -13,10 +13,13 @@ from ned.pipeline import EditOptions, edit_video
 ENCODE = EncodeOptions()
 
 
+NAME = "edit"
+HELP = "change the emotion in a video in one go (no intermediate folders)"
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "edit",
-        help="change the emotion in a video in one go (no intermediate folders)",
+        NAME,
+        help=HELP,
         description=(
             "Change the emotion of the person in INPUT and write OUTPUT (H.264 mp4), keeping the "
             "source's fps, frame count, resolution, audio, lip motion, identity, pose and background. "

@@ -17,11 +17,14 @@ from ned.evaluate.evaluate import EvaluateOptions
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(EvaluateOptions)}
 
 
+NAME = "evaluate"
+HELP = "measure an edited video against its input (speech, identity, emotion, background, stability)"
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` sub-command."""
     parser = subparsers.add_parser(
-        "evaluate",
-        help="measure an edited video against its input (speech, identity, emotion, background, stability)",
+        NAME,
+        help=HELP,
         description=(
             "Compare an edited video with its input using models independent of the editor: "
             "dlib landmarks (mouth aperture, jitter) and face embeddings (identity), the FER2013 "

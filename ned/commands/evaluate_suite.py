@@ -9,12 +9,15 @@ from pathlib import Path
 from ned.commands._common import add_quiet
 
 
+NAME = "evaluate-suite"
+HELP = "edit each actor's neutral clip to each emotion and score it against real acted clips"
+
 def register(sub: argparse._SubParsersAction) -> None:
     from ned.evaluate.suite import SUITE_EMOTIONS
 
     p = sub.add_parser(
-        "evaluate-suite",
-        help="edit each actor's neutral clip to each emotion and score it against real acted clips",
+        NAME,
+        help=HELP,
         description=(
             "Find labelled clips (MEAD-style names <actor>_<view>_<emotion>_level<k>_<nnn>.mp4 or a MEAD tree), "
             "edit every actor's neutral clip to each emotion (label-driven, and reference-driven with the other "

@@ -16,11 +16,14 @@ from ned.appearance.exemplars import BankOptions
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(BankOptions) if f.name != "appearance"}
 
 
+NAME = "exemplars"
+HELP = "build an exemplar bank of real expression detail from labelled emotion clips"
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``exemplars`` sub-command (with its ``build`` action)."""
     parser = subparsers.add_parser(
-        "exemplars",
-        help="build an exemplar bank of real expression detail from labelled emotion clips",
+        NAME,
+        help=HELP,
         description=(
             "Build a bank of expression exemplars (aligned face crops, meshes, expression weights and "
             "band-limited detail maps relative to each actor's neutral frames) from a folder of labelled "

@@ -10,10 +10,13 @@ from ned.commands._common import (add_backend_arguments, add_celeb_argument, add
                                   celeb_path, deca_dir, manipulation_spec)
 
 
+NAME = "manipulate"
+HELP = "edit the expression of a preprocessed <celeb_path> (label- or reference-driven)"
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "manipulate",
-        help="edit the expression of a preprocessed <celeb_path> (label- or reference-driven)",
+        NAME,
+        help=HELP,
         description=(
             "Edit the per-frame expression of a <celeb_path> preprocessed with --mode test and write "
             "<celeb_path>/<exp_name>/ (face3d/, nmfcs/, shapes/, eye_landmarks/ and their _aligned copies) "

@@ -9,10 +9,13 @@ from ned.commands._common import (add_backend_arguments, add_celeb_argument, add
                                   celeb_path, render_options)
 
 
+NAME = "postprocess"
+HELP = "render a manipulated <celeb_path>/<exp_name> into videos"
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "postprocess",
-        help="render a manipulated <celeb_path>/<exp_name> into videos",
+        NAME,
+        help=HELP,
         description=(
             "Warp each face of <celeb_path>/videos/* onto its edited mesh from `ned manipulate`, blend it "
             "into the frame and write <exp_name>/full_frames/, images/, faces/, faces_aligned/ and "

@@ -11,10 +11,13 @@ from ned.preprocess import PreprocessOptions, preprocess_celeb
 DEFAULTS = PreprocessOptions()
 
 
+NAME = "preprocess"
+HELP = "track the face in <celeb_path>/videos/* and write the per-frame folders"
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "preprocess",
-        help="track the face in <celeb_path>/videos/* and write the per-frame folders",
+        NAME,
+        help=HELP,
         description=(
             "Track the face in every clip of <celeb_path>/videos/ (name order) and write the seed's "
             "per-frame folders (images/, full_frames/, masks/, faces/, eye_landmarks/, align_transforms/, "

@@ -9,6 +9,9 @@ from ned import sample
 from ned.commands._common import add_quiet
 
 
+NAME = "sample"
+HELP = "write the built-in sample clip"
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not 0 < value <= 600:
@@ -26,8 +29,8 @@ def _fps(text: str) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``sample`` sub-command."""
     parser = subparsers.add_parser(
-        "sample",
-        help="write the built-in sample clip",
+        NAME,
+        help=HELP,
         description=(
             "Write the built-in sample clip: scikit-image's public-domain 'astronaut' photo, "
             "cropped to the face, with small smooth head motion and a synthetic voice "

@@ -28,6 +28,9 @@ __all__ = ["register", "run"]
 logger = logging.getLogger(__name__)
 
 
+NAME = "train-manipulator"
+HELP = "train the learned (NED) emotion manipulator on labelled clips"
+
 def _default(cls: type, name: str) -> Any:
     """The dataclass field's default (argparse defaults are never retyped)."""
     for f in dataclasses.fields(cls):
@@ -43,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-manipulator`` parser."""
     t, w, d = TrainOptions, LossWeights, DataOptions
     p = subparsers.add_parser(
-        "train-manipulator", help="train the learned (NED) emotion manipulator on labelled clips",
+        NAME,
+        help=HELP,
         description="Train the StarGAN-v2-style NED manipulator on per-frame expression vectors of labelled "
                     "clips (MEAD layout, MEAD-style names, or a labels CSV). Expression vectors are extracted "
                     "once and cached; checkpoints are written every epoch as {epoch:02d}_nets.pth.")

@@ -32,6 +32,9 @@ __all__ = ["register", "add_arguments", "run", "main"]
 logger = logging.getLogger(__name__)
 
 
+NAME = "train-renderer"
+HELP = "train the per-actor neural face renderer (optional refinement)"
+
 def _default(name: str) -> Any:
     """The :class:`TrainOptions` field's default (argparse defaults are never retyped)."""
     return next(f.default for f in dataclasses.fields(TrainOptions) if f.name == name)
@@ -78,7 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-renderer`` parser."""
     p = subparsers.add_parser(
-        "train-renderer", help="train the per-actor neural face renderer (optional refinement)",
+        NAME,
+        help=HELP,
         description="Train a video-to-video face renderer for one actor on footage preprocessed with "
                     "`ned preprocess --mode train`. Use it with `--renderer neural --renderer_checkpoint <dir>`.")
     add_arguments(p)
