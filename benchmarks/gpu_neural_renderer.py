@@ -31,10 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ned.distributed import resolve_device
 from ned.render.dataset import CelebFrames, RendererDataset, make_warp_provider, write_synthetic_celeb
 from ned.render.networks import build_networks
 from ned.render.neural_renderer import NeuralRenderer
-from ned.render.train import Trainer, TrainOptions, resolve_device, train_renderer
+from ned.render.train import Trainer, TrainOptions, train_renderer
 
 logger = logging.getLogger("gpu_neural_renderer")
 

@@ -18,6 +18,11 @@ class InputError(NedError):
     """A bad input file, folder or value (not a video, corrupt, missing preprocessing, ...)."""
 
 
+class DeviceError(InputError, ValueError):
+    """An unknown or unavailable device (``--device``). Also a ``ValueError``: callers that
+    validate option values catch it as one."""
+
+
 class OutputError(NedError):
     """The output cannot be written (unwritable folder, disk full, output equals input)."""
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -39,14 +40,15 @@ from ned.layout import (
     folders_complete,
     folders_for_mode,
 )
-from ned.media import VideoInfo, iter_frames, probe
+from ned.media import VideoInfo, iter_frames, probe, read_ahead, tune_malloc
 from ned.morph.fit import FaceFits, FaceModel
-from ned.morph.raster import render_nmfc, render_shape
+from ned.morph.raster import render_nmfc_and_shape
 from ned.morph.topology import load_topology
 
 logger = logging.getLogger(__name__)
 
 MIN_MANIPULATION_FRAMES = 10
+_READ_AHEAD = 4  # frames decoded ahead by a background thread
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,21 @@ class _Writer:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _once(make: Callable[[], object]) -> Callable[[], object]:
+    """``make`` wrapped so that it runs at most once, from whichever thread asks first
+    (the others wait for its result)."""
+    lock = threading.Lock()
+    done: list[object] = []
+
+    def get() -> object:
+        with lock:
+            if not done:
+                done.append(make())
+            return done[0]
+
+    return get
+
+
 def _points_text(points: np.ndarray) -> bytes:
     return "".join(f"{x:.3f} {y:.3f}\n" for x, y in points[:, :2]).encode()
 
@@ -213,25 +230,30 @@ def _write_frame_products(
             return np.zeros((size, size), np.uint8)
         return (face_mask(points, (size, size)) * 255 + 0.5).astype(np.uint8)
 
-    def faces_of(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-        m = mask_of(points).astype(np.float32)[..., None] / 255.0
-        return (image.astype(np.float32) * m + 0.5).astype(np.uint8)
+    def faces_of(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        # round(image * mask / 255): never exactly halfway for integers, so the same as
+        # the float floor(x + 0.5) it replaces, in one OpenCV pass.
+        return cv2.multiply(image, cv2.cvtColor(mask, cv2.COLOR_GRAY2RGB), scale=1.0 / 255.0)
 
-    def raster(render: Callable, points: np.ndarray) -> np.ndarray:
+    def raster(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not found:
-            return np.zeros((size, size, 3), np.uint8)
-        return render(points[:468], (size, size))
+            blank = np.zeros((size, size, 3), np.uint8)
+            return blank, blank
+        return render_nmfc_and_shape(points[:468], (size, size))
 
+    # Shared by two files each (the jobs run on several threads; each is made once).
+    mask_crop, mask_aligned = _once(lambda: mask_of(geo.landmarks_crop)), _once(lambda: mask_of(lm_aligned))
+    raster_crop, raster_aligned = _once(lambda: raster(geo.landmarks_crop)), _once(lambda: raster(lm_aligned))
     image_job("images", lambda: crop)
     image_job("full_frames", lambda: rgb)
-    image_job("masks", lambda: mask_of(geo.landmarks_crop))
-    image_job("masks_aligned", lambda: mask_of(lm_aligned))
-    image_job("faces", lambda: faces_of(crop, geo.landmarks_crop))
-    image_job("faces_aligned", lambda: faces_of(aligned(crop), lm_aligned))
-    image_job("nmfcs", lambda: raster(render_nmfc, geo.landmarks_crop))
-    image_job("nmfcs_aligned", lambda: raster(render_nmfc, lm_aligned))
-    image_job("shapes", lambda: raster(render_shape, geo.landmarks_crop))
-    image_job("shapes_aligned", lambda: raster(render_shape, lm_aligned))
+    image_job("masks", mask_crop)
+    image_job("masks_aligned", mask_aligned)
+    image_job("faces", lambda: faces_of(crop, mask_crop()))
+    image_job("faces_aligned", lambda: faces_of(aligned(crop), mask_aligned()))
+    image_job("nmfcs", lambda: raster_crop()[0])
+    image_job("nmfcs_aligned", lambda: raster_aligned()[0])
+    image_job("shapes", lambda: raster_crop()[1])
+    image_job("shapes_aligned", lambda: raster_aligned()[1])
     if "eye_landmarks" in folders:
         writer.submit(path("eye_landmarks"), lambda: _points_text(eye_landmarks(geo.landmarks_crop)))
         writer.submit(path("eye_landmarks_aligned"), lambda: _points_text(eye_landmarks(lm_aligned)))
@@ -300,35 +322,43 @@ def _preprocess_clip(layout: CelebLayout, clip: Path, first: int, info: VideoInf
                      options: PreprocessOptions, folders: dict[str, str]) -> ClipReport:
     n = info.frame_count
     tracker = FaceTracker(options.track)
+    # Per-frame results go into arrays allocated once: a list of small per-frame arrays
+    # kept to the end of the clip would sit between the frames' multi-MB buffers on the
+    # heap and make the process grow with the clip's length (fragmentation).
     landmarks = np.full((n, 478, 3), np.nan, np.float32)
-    geos: list[FrameGeometry] = []
+    boxes = np.full((n, 4), np.nan)
+    crop_ms = np.zeros((n, 2, 3))
+    aligned_ms = np.zeros((n, 2, 3))
+    landmarks_crop = np.full((n, 478, 3), np.nan, np.float32)
     statuses: list[str] = []
     writer = _Writer(options.workers)
     bar = tqdm(total=n, desc=f"preprocess {clip.name}", unit="frame", disable=options.quiet)
     try:
-        frames = iter_frames(clip)
+        # Decoding (and the conversion to RGB) runs ahead in a background thread.
+        frames = read_ahead(iter_frames(clip), _READ_AHEAD)
         for frame, obs in tracker.track(frames, fps=info.fps, source=clip):
             t = frame.index
             if t >= n:
                 raise InputError(f"{clip}: decoded more frames than probed ({n})")
             geo = frame_geometry(obs, frame.rgb.shape[:2], options.crop_size)
             landmarks[t] = obs.landmarks
-            geos.append(geo)
+            boxes[t], crop_ms[t], aligned_ms[t], landmarks_crop[t] = (
+                geo.box, geo.crop_from_frame, geo.aligned_from_crop, geo.landmarks_crop)
             statuses.append(obs.status)
             _write_frame_products(writer, layout, folders, first + t, frame.rgb, geo, options)
             bar.update(1)
     finally:
         bar.close()
         writer.close()
-    if len(geos) != n:
-        raise InputError(f"{clip}: decoded {len(geos)} frames, expected {n}; the file may be corrupt")
+    if len(statuses) != n:
+        raise InputError(f"{clip}: decoded {len(statuses)} frames, expected {n}; the file may be corrupt")
     model, fits, valid = fit_clip(landmarks)
     rows = np.cumsum(valid) - 1
     for t in range(n):
+        geo = FrameGeometry(boxes[t].astype(np.float32), crop_ms[t], aligned_ms[t], landmarks_crop[t])
         atomic_save_npz(layout.frame_file("face3d", first + t, "npz"),
-                        **face3d_arrays(model, fits, valid, t, int(rows[t]), landmarks[t], geos[t], statuses[t]))
-    boxes = np.stack([g.box for g in geos])
-    atomic_write_text(layout.videos_dir / f"{clip.stem}.txt", box_file_text(info, boxes))
+                        **face3d_arrays(model, fits, valid, t, int(rows[t]), landmarks[t], geo, statuses[t]))
+    atomic_write_text(layout.videos_dir / f"{clip.stem}.txt", box_file_text(info, boxes.astype(np.float32)))
     stats = tracker.stats
     return ClipReport(clip, first, n, False, tuple(stats.interpolated_frames), tuple(stats.missing_frames))
 
@@ -344,6 +374,7 @@ def preprocess_celeb(celeb: str | Path, options: PreprocessOptions = PreprocessO
         InputError: missing ``videos/``, a file that is not a readable video, no face.
         OutputError: the folder cannot be written.
     """
+    tune_malloc()  # per-frame buffers of several MB reuse freed memory (see ned.media.tune_malloc)
     layout = CelebLayout(Path(celeb))
     # Load the packaged mesh data here, not first inside a writer thread: CPython 3.11's
     # parser (np.load reads .npy headers with ast.literal_eval) is not thread-safe.

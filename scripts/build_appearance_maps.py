@@ -127,14 +127,16 @@ def glabella(a: Author) -> np.ndarray:
     procerus = [a.p((193, 0.8), (168, 0.2), up=-0.01), a.p(168, up=-0.03)]
     h += a.crease(procerus, 0.022, 0.014, envelope=np.array([0.3, 1.0, 1.0]))
     h += a.bulge(a.p((55, 0.5), (65, 0.5), up=0.02), (0.16, 0.08), 10.0, 0.03)
+    # the nasal root between the brow heads sinks into shadow (procerus and corrugator bunch it)
+    h += a.bulge(a.p((193, 0.35), (168, 0.65), up=0.04), (0.07, 0.12), 90.0, -0.03)
     return h
 
 
 def lower_lid(a: Author, strength: float) -> np.ndarray:
     """Lower-lid bulge and the furrow under it (AU6, AU7)."""
     lid = [a.p(i) for i in (33, 7, 163, 144, 145, 153, 154, 155, 133)]
-    bag = [p + np.array([0.0, 0.07 * a.iod]) for p in lid[1:-1]]
-    furrow = [p + np.array([0.0, 0.15 * a.iod]) for p in lid[1:-1]]
+    bag = [p + np.array([0.0, 0.09 * a.iod]) for p in lid[1:-1]]
+    furrow = [p + np.array([0.0, 0.19 * a.iod]) for p in lid[1:-1]]
     h = a.crease(bag, 0.035, -0.02 * strength, shoulder=0.0)
     h += a.crease(furrow, 0.025, 0.016 * strength, envelope=np.array([0.2, 0.8, 1.0, 0.8, 0.3]))
     return h

@@ -565,6 +565,27 @@ def test_bank_round_trip(astronaut_bank):
     assert app.bank is bank
 
 
+def test_bank_from_own_frames():
+    """The actor's own frames lend their detail: the closest frame's crease is chosen."""
+    from ned.appearance.exemplars import bank_from_frames
+
+    pts = face_points()
+    neutral = skin_image(4)
+    creased = neutral.copy()
+    x, y = cheek_point(pts)
+    cv2.line(creased, (x - 20, y - 8), (x + 20, y + 8), (120, 90, 75), 5, lineType=cv2.LINE_AA)
+    src, smile = expressions(CHEEK_RAISE_R=0.8)
+    bank = bank_from_frames([(neutral, pts)], [(neutral, pts, src), (creased, pts, smile)], "happy",
+                            options=AppearanceOptions(texture_size=96))
+    assert len(bank) == 2 and bank.size == 96
+    detail, weight = bank.detail_for(emotion_delta(src, smile), "happy", 1)
+    assert detail.min() < -0.03 and weight == pytest.approx(1.0)
+    detail, weight = bank.detail_for(np.zeros(K, np.float32), None, 1)
+    assert not detail.any()
+    with pytest.raises(ValueError):
+        bank_from_frames([], [])
+
+
 def test_load_bank_errors(tmp_path):
     from ned.appearance.exemplars import load_bank
 

@@ -56,6 +56,7 @@ __all__ = [
     "select_frames",
     "build_bank",
     "load_bank",
+    "bank_from_frames",
     "BANK_VERSION",
 ]
 
@@ -538,6 +539,50 @@ def load_bank(folder: str | os.PathLike) -> ExemplarBank:
     if names != [b.name for b in Blendshape]:
         raise ModelFileError(f"{path}: built for other blendshapes; rebuild it with `ned exemplars build`")
     return bank
+
+
+def bank_from_frames(neutral: Sequence[tuple[np.ndarray, np.ndarray]],
+                     frames: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                     emotion: str | None = None, neutral_expression: np.ndarray | None = None,
+                     options: AppearanceOptions = AppearanceOptions()) -> ExemplarBank:
+    """An in-memory bank from any frames, e.g. the actor's own footage.
+
+    Frames of the same clip (or the actor's other footage) whose expression is close to a
+    frame's target lend their real detail (folds, creases of this very face) through the
+    same selection as a built bank.
+
+    Args:
+        neutral: ``(image, points)`` of the actor's neutral frames (images ``(H, W, 3)
+            uint8``, points ``(>= 468, 2|3)`` in their pixels).
+        frames: ``(image, points, expression (K,))`` candidate frames.
+        emotion: their emotion label, if known (None: chosen by expression only).
+        neutral_expression: ``(K,)`` the neutral frames' weights; default zeros.
+        options: texture size and band-pass of the detail maps.
+
+    Returns:
+        :class:`ExemplarBank` (its ``root`` is ``Path()``: no files).
+
+    Raises:
+        ValueError: no neutral frame, or bad shapes.
+    """
+    if not neutral:
+        raise ValueError("give at least one neutral frame")
+    raster = uv_raster(options.texture_size)
+    neutral_uv = [luminance_uv(img, pts, raster) for img, pts in neutral]
+    base = np.zeros(len(Blendshape), np.float32) if neutral_expression is None else \
+        np.asarray(neutral_expression, np.float32)
+    details, exprs, deltas = [], [], []
+    for img, pts, expr in frames:
+        details.append(detail_map(neutral_uv, luminance_uv(img, pts, raster), raster, options))
+        exprs.append(np.asarray(expr, np.float32))
+        deltas.append(emotion_delta(base, expr))
+    m = len(details)
+    label = normalise_emotion(emotion) if emotion is not None else "unknown"
+    return ExemplarBank(emotions=np.array([label] * m), actors=np.array(["self"] * m),
+                        expressions=np.stack(exprs) if m else np.zeros((0, len(Blendshape)), np.float32),
+                        deltas=np.stack(deltas) if m else np.zeros((0, len(Blendshape)), np.float32),
+                        details=np.stack(details) if m else np.zeros((0, raster.size, raster.size), np.float32),
+                        crops=np.array([""] * m), root=Path())
 
 
 def iter_exemplar_images(bank: ExemplarBank) -> Iterable[tuple[str, np.ndarray]]:

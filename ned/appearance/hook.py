@@ -156,7 +156,9 @@ class ExpressionAppearance:
             raise ValueError(f"the exemplar bank's details are {bank.size} texels, "
                              f"options.texture_size is {options.texture_size}")
         refs = list(reference_neutral)
-        self._neutral_textures = [luminance_uv(r.image, r.points, self.raster) for r in refs]
+        textures = [luminance_uv(r.image, r.points, self.raster) for r in refs]
+        # their per-texel median, once (detail_map would take it every frame)
+        self._neutral_textures = [np.median(np.stack(textures), axis=0).astype(np.float32)] if textures else []
         exprs = [r.expression for r in refs if r.expression is not None]
         self._neutral_expression = np.mean(exprs, axis=0).astype(np.float32) if exprs else None
         self._last_index: int | None = None

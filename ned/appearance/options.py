@@ -21,10 +21,12 @@ class AppearanceOptions:
         mode: one of :data:`APPEARANCE_MODES`.
         texture_size: texels per side of texture space, 64..512 (192: about 1.2 texels
             per pixel of a 256 px aligned crop).
-        map_strength: scale of the built-in crease/shading maps, [0, 4] (1 = as authored).
+        map_strength: scale of the built-in crease/shading maps, [0, 4] (1 = as authored;
+            1.5 tuned on MEAD clips by eye and with two measures: scripts/eval_appearance.py).
         release_scale: scale of the maps for weights that *decrease* (the source's own
             expression fading), [0, 1]; creases are taken out more gently than put in.
-        detail_strength: scale of reference / exemplar detail (ratio images), [0, 4].
+        detail_strength: scale of reference / exemplar detail (ratio images), [0, 4] (1.5 tuned
+            like map_strength).
         detail_low_sigma_iod: low-pass of the ratio (removes pores, noise, moles), Gaussian
             sigma in inter-ocular distances, [0, 0.2] (0.025 = 1.6 px at a 65 px IOD).
         detail_high_sigma_iod: the very-low-frequency part removed from the ratio (lighting,
@@ -43,9 +45,9 @@ class AppearanceOptions:
 
     mode: str = "auto"
     texture_size: int = 192
-    map_strength: float = 1.0
+    map_strength: float = 1.5
     release_scale: float = 0.5
-    detail_strength: float = 1.0
+    detail_strength: float = 1.5
     detail_low_sigma_iod: float = 0.025
     detail_high_sigma_iod: float = 0.35
     detail_clamp: float = 0.35

@@ -49,7 +49,7 @@ LOG_EPS = 0.04
 GUARD_ERODE_IOD = 0.05
 #: length of the directional medians of :func:`remove_spots`, IOD (spots smaller than about
 #: half of it vanish; lines longer than it stay).
-SPOT_LENGTH_IOD = 0.2
+SPOT_LENGTH_IOD = 0.14
 SKIN_ERODE_IOD = 0.015
 
 
@@ -84,45 +84,50 @@ def luminance_uv(image: np.ndarray, points: np.ndarray, raster: UVRaster) -> np.
         ValueError: on bad shapes or non-finite points.
     """
     check_array(image, "H W 3", np.uint8, name="image")
-    return image_to_uv(luminance(image) * np.float32(1.0 / 255.0), points, raster)
+    pts = np.asarray(points, np.float64)[:, :2]
+    if pts.shape[0] < 468 or not np.isfinite(pts[:468]).all():
+        raise ValueError(f"points: expected (>= 468, 2|3) finite, got {np.asarray(points).shape}")
+    h, w = image.shape[:2]
+    x0, y0 = max(int(np.floor(pts[:468, 0].min())) - 2, 0), max(int(np.floor(pts[:468, 1].min())) - 2, 0)
+    x1, y1 = min(int(np.ceil(pts[:468, 0].max())) + 3, w), min(int(np.ceil(pts[:468, 1].max())) + 3, h)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((raster.size, raster.size), np.float32)
+    y = luminance(image[y0:y1, x0:x1]) * np.float32(1.0 / 255.0)
+    return image_to_uv(y, pts[:468] - np.array([x0, y0]), raster)
 
 
 def remove_spots(values: np.ndarray, length: int) -> np.ndarray:
-    """Line-preserving removal of small spots: the directional median closest to the value.
+    """Line-preserving removal of small spots (greyscale morphology with line elements).
 
-    For each texel, medians of ``length`` texels along the four directions (horizontal,
-    vertical, both diagonals) are taken and the one closest to the texel's own value is
-    kept. On a line (a crease) the median along the line equals the line's value, so lines
-    stay; on a spot every direction crosses it, all four medians are the background, and
-    the spot disappears; smooth regions are unchanged.
+    Dark spots go with a *closing* by a line of ``length`` texels: a dark feature that does
+    not contain such a line segment disappears, one along the line stays. Taking the
+    darkest of the closings in four directions (horizontal, vertical, both diagonals)
+    keeps dark lines of any direction (creases) and removes dark spots (moles, freckles,
+    pores, one half of a misregistration pair). Bright spots go the same way with the
+    brightest of four *openings*. Smooth regions are unchanged.
 
     Args:
         values: ``(S, S) float32``.
-        length: median length in texels (odd, >= 3; smaller values return the input).
+        length: line length in texels (odd, >= 3; smaller values return the input).
 
     Returns:
         ``(S, S) float32``.
     """
-    x = np.asarray(values, np.float32)
+    x = np.ascontiguousarray(values, np.float32)
     if length < 3:
         return x.copy()
-    half = length // 2
-    pad = np.pad(x, half, mode="edge")
-    h, w = x.shape
-    best = None
-    best_err = None
-    for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        stack = np.stack([pad[half + k * dy:half + k * dy + h, half + k * dx:half + k * dx + w]
-                          for k in range(-half, half + 1)])
-        med = np.partition(stack, half, axis=0)[half]
-        err = np.abs(med - x)
-        if best is None:
-            best, best_err = med, err
-        else:
-            closer = err < best_err
-            best = np.where(closer, med, best)
-            best_err = np.where(closer, err, best_err)
-    return best
+    kernels = _line_kernels(int(length))
+    dark = np.min([cv2.morphologyEx(x, cv2.MORPH_CLOSE, k, borderType=cv2.BORDER_REPLICATE) for k in kernels],
+                  axis=0)
+    return np.max([cv2.morphologyEx(dark, cv2.MORPH_OPEN, k, borderType=cv2.BORDER_REPLICATE) for k in kernels],
+                  axis=0)
+
+
+@functools.lru_cache(maxsize=8)
+def _line_kernels(length: int) -> tuple[np.ndarray, ...]:
+    """Horizontal, vertical and diagonal line structuring elements of ``length`` texels."""
+    eye = np.eye(length, dtype=np.uint8)
+    return (np.ones((1, length), np.uint8), np.ones((length, 1), np.uint8), eye, np.ascontiguousarray(eye[::-1]))
 
 
 def band_pass(values: np.ndarray, weight: np.ndarray, low_sigma: float, high_sigma: float) -> np.ndarray:
@@ -152,6 +157,12 @@ def band_pass(values: np.ndarray, weight: np.ndarray, low_sigma: float, high_sig
     def lp(sigma: float) -> np.ndarray:
         if sigma < 0.3:
             num, den = wx, w
+        elif sigma > 8.0:  # wide: blur a 4x smaller copy (same result within ~1e-3, 10x faster)
+            h, wd = w.shape
+            small = cv2.resize(np.dstack([wx, w]), (max(wd // 4, 1), max(h // 4, 1)), interpolation=cv2.INTER_AREA)
+            small = cv2.GaussianBlur(small, (0, 0), sigma / 4.0, borderType=cv2.BORDER_CONSTANT)
+            big = cv2.resize(small, (wd, h), interpolation=cv2.INTER_LINEAR)
+            num, den = big[..., 0], big[..., 1]
         else:
             num = cv2.GaussianBlur(wx, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
             den = cv2.GaussianBlur(w, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)

@@ -204,8 +204,14 @@ class ImageUV:
         return not (self.box[2] > self.box[0] and self.box[3] > self.box[1])
 
 
+#: Faces with an inter-ocular distance above this (pixels) are rasterised at half
+#: resolution and the texel map upsampled (appearance detail is band-limited well below
+#: the pixel scale of such faces).
+HALF_RES_IOD_PX = 90.0
+
+
 def image_uv_map(points: np.ndarray, size: tuple[int, int], raster: UVRaster,
-                 depth: np.ndarray | None = None) -> ImageUV:
+                 depth: np.ndarray | None = None, step: int | None = None) -> ImageUV:
     """Rasterise a posed mesh and give each covered pixel its texel coordinates.
 
     Args:
@@ -215,17 +221,25 @@ def image_uv_map(points: np.ndarray, size: tuple[int, int], raster: UVRaster,
         raster: texture tables.
         depth: ``(468,)`` depth per vertex in any scale; default the canonical mesh's z
             scaled to the mesh's size (right for near-frontal faces).
+        step: rasterise every ``step`` pixels (1 or 2) and upsample the texel map
+            bilinearly; None = 2 for faces wider than :data:`HALF_RES_IOD_PX`, else 1.
 
     Returns:
         :class:`ImageUV` over the bounding box of the mesh (clipped to the image).
 
     Raises:
-        ValueError: on bad shapes or non-finite points.
+        ValueError: on bad shapes, a bad step or non-finite points.
     """
     pts = _check_points(points)
     h, w = int(size[0]), int(size[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"size must be positive (H, W), got {size}")
+    if step is None:
+        from ned.morph.topology import inter_ocular_distance
+
+        step = 2 if float(inter_ocular_distance(pts[:, :2])) > HALF_RES_IOD_PX else 1
+    if step not in (1, 2):
+        raise ValueError(f"step must be 1 or 2, got {step!r}")
     if pts.shape[1] == 3:
         z = pts[:, 2]
     elif depth is not None:
@@ -240,17 +254,45 @@ def image_uv_map(points: np.ndarray, size: tuple[int, int], raster: UVRaster,
     if x1 <= x0 or y1 <= y0:
         zero = np.zeros((0, 0), np.float32)
         return ImageUV(np.zeros(4, np.int64), zero, zero, zero.astype(bool))
-    local = np.stack([pts[:, 0] - x0, pts[:, 1] - y0, z], axis=1)
+    bh, bw = y1 - y0, x1 - x0
+    # sample (i, j) of the grid sits at box pixel (step * j + o, step * i + o), o = (step - 1) / 2
+    off = (step - 1) / 2.0
+    gh, gw = -(-bh // step), -(-bw // step)
+    local = np.stack([(pts[:, 0] - x0 - off) / step, (pts[:, 1] - y0 - off) / step, z], axis=1)
     tri = raster.triangles.astype(np.int64)
-    ids = rasterise_ids(local, tri, (y1 - y0, x1 - x0))
+    ids = rasterise_ids(local, tri, (gh, gw))
     coefs = np.zeros((len(tri) + 1, 6), np.float32)
     coefs[:-1] = _pixel_to_texel_affines(local[:, :2], raster.uv_px, tri).reshape(-1, 6)
     coefs[-1] = (0, 0, -1e4, 0, 0, -1e4)
     c = coefs[ids]  # ids == -1 picks the last row (outside)
-    ys, xs = np.mgrid[0:y1 - y0, 0:x1 - x0].astype(np.float32)
+    xs, ys = _grid(gh, gw)
     map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
     map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
-    return ImageUV(np.array([x0, y0, x1, y1], np.int64), map_x, map_y, ids >= 0)
+    covered = ids >= 0
+    if step > 1:
+        full = (gw * step, gh * step)
+        map_x = cv2.resize(map_x, full, interpolation=cv2.INTER_LINEAR)[:bh, :bw]
+        map_y = cv2.resize(map_y, full, interpolation=cv2.INTER_LINEAR)[:bh, :bw]
+        covered = cv2.resize(covered.astype(np.uint8), full, interpolation=cv2.INTER_NEAREST)[:bh, :bw] > 0
+        # pixels next to the mesh border mix a far-away "outside" value in: mark them outside
+        bad = (map_x < -2) | (map_y < -2)
+        map_x[bad], map_y[bad] = -1e4, -1e4
+        covered &= ~bad
+    return ImageUV(np.array([x0, y0, x1, y1], np.int64), map_x, map_y, covered)
+
+
+_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cached ``x`` and ``y`` pixel-coordinate grids ``(h, w) float32``."""
+    g = _GRIDS.get((h, w))
+    if g is None:
+        if len(_GRIDS) > 16:
+            _GRIDS.clear()
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        g = _GRIDS[(h, w)] = (xs, ys)
+    return g
 
 
 def _pixel_to_texel_affines(img: np.ndarray, tex: np.ndarray, tri: np.ndarray) -> np.ndarray:

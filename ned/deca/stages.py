@@ -48,6 +48,7 @@ from ned.deca.params import (
     to_manipulator_input,
 )
 from ned.deca.render import render_flame_nmfc, render_flame_shape, screen_triangles
+from ned.distributed import resolve_device
 from ned.errors import InputError, ModelFileError
 from ned.face.align import invert_affine, transform_points
 from ned.layout import CelebLayout, atomic_write_image, atomic_write_json, load_npz, read_image
@@ -62,7 +63,7 @@ from ned.manipulate.celeb import (
     write_face3d_frame,
 )
 from ned.manipulate.label import MIN_FRAMES, segment_weights
-from ned.manipulate.learned import LearnedManipulator, LearnedOptions, resolve_device
+from ned.manipulate.learned import LearnedManipulator, LearnedOptions
 from ned.manipulate.networks import EMOTIONS
 from ned.manipulate.plan import ManipulationSpec, fill_missing_rows, has_learned_checkpoint
 from ned.media import check_output_path, iter_frames

@@ -19,7 +19,6 @@ to a temporary name, then ``os.replace``-d.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ned.checkpoint_io import atomic_torch_save
 from ned.errors import ModelFileError
 from ned.manipulate.backends import BACKENDS, backend_fingerprint, backend_for_input_dim, backend_input_dim
 from ned.manipulate.networks import ManipulatorArch, ManipulatorNets, build_networks
@@ -158,21 +158,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` with ``torch.save`` to a temporary name, then ``os.replace`` it.
+    """Write ``payload`` with ``torch.save`` to a temporary name, then ``os.replace`` it
+    (:func:`ned.checkpoint_io.atomic_torch_save`).
 
     Raises:
         OSError: when the folder cannot be written (the temporary file is removed).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(dict(payload), tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_torch_save(path, payload)
 
 
 def filter_state_dict(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ overlapping outputs are averaged with Gaussian weights over the window's frames
 The style code comes from
 
 - a label (label-driven): the mapping network's head of the emotion, applied to a latent
-  code drawn from ``torch.Generator().manual_seed(seed)``;
+  code drawn from ``ned.seeding.torch_generator(seed)``;
 - a reference clip (reference-driven): the geometric median (Weiszfeld) of the style
   encoder's codes of all the reference's windows.
 
@@ -28,10 +28,12 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ned.distributed import resolve_device  # re-exported: the device resolution used here
 from ned.errors import InputError, ModelFileError
 from ned.manipulate.backends import BACKENDS, backend_for_input_dim, backend_kept_indices
 from ned.manipulate.checkpoint import CheckpointInfo, load_manipulator
 from ned.manipulate.networks import EMOTIONS, ManipulatorNets
+from ned.seeding import torch_generator
 from ned.types import check_array
 
 __all__ = [
@@ -48,25 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_device(spec: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:1"`` as given.
-
-    Raises:
-        ValueError: for an unknown spec, or CUDA requested but not available.
-    """
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {spec!r}; use auto, cpu or cuda[:N]") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu or auto")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {spec!r}; use auto, cpu or cuda[:N]")
-    return device
 
 
 def gaussian_window_weights(window: int, sigma: float | None = None) -> np.ndarray:
@@ -263,7 +246,7 @@ def style_from_label(nets: ManipulatorNets, emotion: str | int, seed: int = 0) -
         ValueError: for an unknown emotion.
     """
     index = _emotion_index(nets, emotion)
-    z = torch.randn(1, nets.arch.latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+    z = torch.randn(1, nets.arch.latent_dim, generator=torch_generator(seed))
     device = _net_device(nets)
     style = nets.mapping_network(z.to(device), torch.tensor([index], device=device))
     return style[0].float().cpu().numpy()

@@ -23,34 +23,32 @@ its share of every global batch and the networks are wrapped in
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
 import logging
 import math
-import os
-import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ned.checkpoint_io import CsvLog
+from ned.distributed import (DistInfo, all_ok, autocast, autocast_dtype, barrier, check_device_spec,
+                             distributed_session, init_distributed, wrap_ddp)
 from ned.errors import InputError, ModelFileError
 from ned.manipulate.backends import BACKENDS, backend_fingerprint, backend_mouth_indices, get_extractor
 from ned.manipulate.checkpoint import (CHECKPOINT_VERSION, checkpoint_path, list_checkpoints, load_manipulator,
                                        load_state_strict, read_checkpoint, save_checkpoint)
 from ned.manipulate.dataset import (DataOptions, WindowDataset, cache_path, discover_clips, extract_expressions,
                                     load_clips, split_by_actor)
-from ned.manipulate.learned import resolve_device
 from ned.manipulate.networks import EMOTIONS, ManipulatorNets, build_networks, create_arch, list_archs
+from ned.seeding import (capture_rng_state, derive_seed, numpy_generator, restore_rng_state, seed_everything,
+                         torch_generator)
 
 __all__ = [
     "LossWeights",
@@ -188,7 +186,7 @@ class TrainOptions:
             raise ValueError(f"TrainOptions.betas must be two numbers in [0, 1), got {self.betas}")
         if not 0 <= self.ema_beta < 1:
             raise ValueError(f"TrainOptions.ema_beta must be in [0, 1), got {self.ema_beta}")
-        resolve_device_spec_check(self.device)
+        check_device_spec(self.device)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (stored in checkpoints)."""
@@ -201,17 +199,6 @@ class TrainOptions:
                 value = str(value)
             out[f.name] = value
         return out
-
-
-def resolve_device_spec_check(spec: str) -> None:
-    """Validate a device spelling without touching the hardware.
-
-    Raises:
-        ValueError: for anything but auto, cpu, cuda or cuda:N.
-    """
-    if spec in ("auto", "cpu", "cuda") or (spec.startswith("cuda:") and spec[5:].isdigit()):
-        return
-    raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {spec!r}")
 
 
 # --- losses (pure functions) -----------------------------------------------------------
@@ -352,60 +339,6 @@ def _he_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-# --- distributed -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in a (possibly single-process) run."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_spec: str = "auto") -> tuple[DistInfo, torch.device]:
-    """Resolve the device once and, under ``torchrun`` (``WORLD_SIZE > 1``), join the
-    process group (NCCL on CUDA, gloo on CPU).
-
-    Returns:
-        ``(dist_info, device)``; CUDA processes use ``cuda:LOCAL_RANK``.
-
-    Raises:
-        ValueError: for a bad device spec.
-    """
-    device = resolve_device(device_spec)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo(), device
-    rank = int(os.environ["RANK"])
-    local = int(os.environ.get("LOCAL_RANK", rank))
-    if device.type == "cuda":
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world,
-                                timeout=timedelta(hours=2))
-    return DistInfo(rank=rank, world_size=world, local_rank=local), device
-
-
-def _all_ok(info: DistInfo, device: torch.device, ok: bool) -> bool:
-    """True when ``ok`` holds on every process (a barrier that also carries a verdict)."""
-    if info.world_size == 1 or not dist.is_initialized():
-        return ok
-    flag = torch.tensor([0.0 if ok else 1.0], device=device)
-    dist.all_reduce(flag)
-    return float(flag.item()) == 0.0
-
-
-def _barrier(info: DistInfo) -> None:
-    if info.world_size > 1 and dist.is_initialized():
-        dist.barrier()
-
-
 # --- trainer -----------------------------------------------------------------------------
 
 @dataclass
@@ -451,10 +384,8 @@ _EMA = ("generator", "mapping_network", "style_encoder")
 LOSS_KEYS: tuple[str, ...] = tuple(
     [f"D/{m}_{k}" for m in ("latent", "ref") for k in ("real", "fake", "r1")]
     + [f"G/{m}_{k}" for m in ("latent", "ref") for k in ("adv", "sty", "cyc", "mouth", "ds")])
-
-
-def _seed_from(*values: int) -> int:
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(1, np.uint64)[0] >> 1)
+#: Columns of ``loss_log.csv``.
+LOG_FIELDS: tuple[str, ...] = ("phase", "epoch", "step", "time_s") + LOSS_KEYS
 
 
 class Trainer:
@@ -481,7 +412,7 @@ class Trainer:
         self.mouth_indices = options.mouth_indices or backend_mouth_indices(options.backend)
         if max(self.mouth_indices) >= self.arch.input_dim:
             raise ValueError(f"mouth_indices {self.mouth_indices} outside {self.arch.input_dim} values per frame")
-        torch.manual_seed(options.seed)  # same initial weights on every rank
+        seed_everything(options.seed)  # same initial weights on every rank
         self.nets: ManipulatorNets = build_networks(self.arch)
         for module in self.nets.modules().values():
             module.apply(_he_init)
@@ -495,15 +426,11 @@ class Trainer:
         self.optimizers = {name: torch.optim.Adam(module.parameters(), betas=options.betas,
                                                   lr=options.f_lr if name == "mapping_network" else options.lr)
                            for name, module in self.raw.items()}
-        self.amp_dtype: torch.dtype | None = None
-        if options.amp and self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = autocast_dtype(self.device, options.amp)
         use_scaler = self.amp_dtype == torch.float16
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=use_scaler) for k in ("d", "g")}
-        if dist_info.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.run: dict[str, nn.Module] = {n: DistributedDataParallel(m, device_ids=ids)
-                                              for n, m in self.raw.items()}
+        if dist_info.enabled:
+            self.run: dict[str, nn.Module] = {n: wrap_ddp(m, self.device) for n, m in self.raw.items()}
         else:
             self.run = dict(self.raw)
         self.step = 0
@@ -526,7 +453,7 @@ class Trainer:
         if key not in self._perm_cache:
             if len(self._perm_cache) > 4:
                 self._perm_cache.clear()
-            rng = np.random.default_rng([self.options.seed, epoch, stream])
+            rng = numpy_generator(self.options.seed, epoch, stream)
             self._perm_cache[key] = rng.permutation(len(self.train_set))
         return self._perm_cache[key]
 
@@ -537,15 +464,13 @@ class Trainer:
         pos = (i * bsz * self.dist.world_size + self.dist.rank * bsz + np.arange(bsz)) % n
         x_real, y_org = self.train_set.gather(self._permutation(epoch, 0)[pos])
         x_ref, y_trg = self.train_set.gather(self._permutation(epoch, 1)[pos])
-        gen = torch.Generator().manual_seed(_seed_from(self.options.seed, step, self.dist.rank, 7))
+        gen = torch_generator(derive_seed(self.options.seed, step, self.dist.rank, 7))
         z = torch.randn(2, bsz, self.arch.latent_dim, generator=gen)
         return Batch(x_real, y_org, x_ref, y_trg, z[0], z[1])
 
     # -- one step -------------------------------------------------------------------------
     def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def _set_learning_rates(self) -> None:
         decay = self.options.lr_decay_epochs * self.steps_per_epoch
@@ -633,9 +558,9 @@ class Trainer:
         n_batches = math.ceil(len(data) / bsz)
         if self.options.val_batches:
             n_batches = min(n_batches, self.options.val_batches)
-        rng = np.random.default_rng([self.options.seed, 99])
+        rng = numpy_generator(self.options.seed, 99)
         order, ref_order = rng.permutation(len(data)), rng.permutation(len(data))
-        gen = torch.Generator().manual_seed(_seed_from(self.options.seed, 99))
+        gen = torch_generator(derive_seed(self.options.seed, 99))
         disc = self.raw["discriminator"]
         disc.eval()
         totals: dict[str, float] = {}
@@ -670,10 +595,7 @@ class Trainer:
         payload["optimizers"] = {name: opt.state_dict() for name, opt in self.optimizers.items()}
         payload["scalers"] = {name: s.state_dict() for name, s in self.scalers.items()}
         payload["normalization"] = {"mean": self.nets.mean.detach().cpu(), "std": self.nets.std.detach().cpu()}
-        np_state = np.random.get_state()
-        payload["rng"] = {"python": random.getstate(), "torch": torch.get_rng_state(),
-                          "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
-                          "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+        payload["rng"] = capture_rng_state()
         payload.update(version=CHECKPOINT_VERSION, epoch=epoch, step=self.step, backend=self.options.backend,
                        backend_fingerprint=backend_fingerprint(self.options.backend),
                        arch=self.arch.to_dict(), options=self.options.to_dict(),
@@ -715,14 +637,7 @@ class Trainer:
                 scaler.load_state_dict(data["scalers"][key])
         norm = data["normalization"]
         self.nets.mean, self.nets.std = norm["mean"].to(self.device), norm["std"].to(self.device)
-        rng = data.get("rng", {})
-        if "python" in rng:
-            random.setstate(rng["python"])
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "numpy" in rng:
-            kind, key, *rest = rng["numpy"]
-            np.random.set_state((kind, key.numpy().astype(np.uint32), *rest))
+        restore_rng_state(data.get("rng", {}))
         self.step = int(data["step"])
         self.finetuned = bool(data.get("finetuned", False))
 
@@ -755,9 +670,9 @@ class Trainer:
         """Train until ``epochs`` (or ``max_steps``) are done, validating and saving after
         every epoch; appends every loss to ``<checkpoints_dir>/loss_log.csv``."""
         opts, spe = self.options, self.steps_per_epoch
-        log = _LossLog(opts.checkpoints_dir / "loss_log.csv") if self.dist.is_main else None
-        if log is not None:
-            log.truncate_after(self.step)
+        log = None
+        if self.dist.is_main:  # a resumed run rewrites the rows after its step; step 0 starts afresh
+            log = CsvLog(opts.checkpoints_dir / "loss_log.csv", LOG_FIELDS, resume_step=self.step or None)
         saved: list[Path] = []
         train_losses: dict[str, float] = {}
         val_losses: dict[str, float] = {}
@@ -770,16 +685,16 @@ class Trainer:
             while self.step < end:
                 train_losses = self.train_step(self.batch_at(self.step))
                 if log is not None:
-                    log.write("train", epoch + 1, self.step, time.perf_counter() - start, train_losses)
+                    log.append(_log_row("train", epoch + 1, self.step, time.perf_counter() - start, train_losses))
                 bar.update()
             if self.dist.is_main:
                 val_losses = self.validate()
                 if val_losses and log is not None:
-                    log.write("val", epoch + 1, self.step, time.perf_counter() - start, val_losses)
+                    log.append(_log_row("val", epoch + 1, self.step, time.perf_counter() - start, val_losses))
                     logger.info("epoch %d validation: %s", epoch + 1,
                                 " ".join(f"{k}={v:.4f}" for k, v in sorted(val_losses.items())))
                 saved.append(self.save(epoch + 1))
-            _barrier(self.dist)
+            barrier(self.dist)
         bar.close()
         elapsed = time.perf_counter() - start
         steps = self.step - start_step
@@ -790,35 +705,10 @@ class Trainer:
                            val_windows=len(self.val_set) if self.val_set is not None else 0, rank=self.dist.rank)
 
 
-class _LossLog:
-    """CSV of every loss: ``phase, epoch, step, time_s`` then :data:`LOSS_KEYS`."""
-
-    FIELDS = ("phase", "epoch", "step", "time_s") + LOSS_KEYS
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def truncate_after(self, step: int) -> None:
-        """Drop rows after ``step`` (a resumed run rewrites them); start a new file at step 0."""
-        if step == 0 or not self.path.is_file():
-            with open(self.path, "w", newline="") as handle:
-                csv.DictWriter(handle, self.FIELDS).writeheader()
-            return
-        with open(self.path, newline="") as handle:
-            rows = [r for r in csv.DictReader(handle) if r.get("step", "").isdigit() and int(r["step"]) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, self.FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
-
-    def write(self, phase: str, epoch: int, step: int, time_s: float, losses: Mapping[str, float]) -> None:
-        row = {"phase": phase, "epoch": epoch, "step": step, "time_s": f"{time_s:.3f}",
-               **{k: f"{v:.6g}" for k, v in losses.items()}}
-        with open(self.path, "a", newline="") as handle:
-            csv.DictWriter(handle, self.FIELDS, restval="", extrasaction="ignore").writerow(row)
+def _log_row(phase: str, epoch: int, step: int, time_s: float, losses: Mapping[str, float]) -> dict[str, Any]:
+    """One row of ``loss_log.csv``: ``phase, epoch, step, time_s`` then the losses."""
+    return {"phase": phase, "epoch": epoch, "step": step, "time_s": f"{time_s:.3f}",
+            **{k: float(v) for k, v in losses.items()}}
 
 
 def _latest_resumable(checkpoints_dir: Path) -> Path | None:
@@ -843,13 +733,8 @@ def train_manipulator(data: DataOptions, options: TrainOptions, *, extractor: Ca
     Raises:
         InputError: no usable clips / actors; ModelFileError: extractor or checkpoint problems.
     """
-    owns_group = not (dist.is_available() and dist.is_initialized())
-    info, device = init_distributed(options.device)
-    try:
+    with distributed_session(options.device) as (info, device):
         return _train(data, options, info, device, extractor, quiet)
-    finally:
-        if owns_group and info.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _train(data: DataOptions, options: TrainOptions, info: DistInfo, device: torch.device,
@@ -864,7 +749,7 @@ def _train(data: DataOptions, options: TrainOptions, info: DistInfo, device: tor
                             quiet=quiet or not info.is_main, require_any=info.world_size == 1)
     except (InputError, ModelFileError) as err:
         error = err
-    if not _all_ok(info, device, error is None):
+    if not all_ok(info, device, error is None):
         raise error or InputError("another training process failed to extract expressions (see its log)")
     cached = [c for c in clips if cache_path(cache_dir, c).is_file()]
     if not cached:

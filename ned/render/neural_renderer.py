@@ -25,11 +25,12 @@ import cv2
 import numpy as np
 import torch
 
+from ned.distributed import autocast, autocast_dtype, resolve_device
 from ned.errors import ModelFileError
 from ned.render.blend import BlendOptions, blend, soft_mask
 from ned.render.dataset import conditioning_image, rasterize_eyes
 from ned.render.networks import FrameGenerator, initial_previous
-from ned.render.train import CHECKPOINT_KIND, find_checkpoint, read_checkpoint, resolve_device
+from ned.render.train import CHECKPOINT_KIND, find_checkpoint, read_checkpoint
 from ned.render.warp_renderer import RenderedFace
 from ned.types import check_array
 
@@ -69,8 +70,8 @@ class NeuralRenderer:
         self.device = device
         self.source = source
         self.step = step
-        self.use_amp = device.type == "cuda"
-        self.amp_dtype = torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = autocast_dtype(device)  # None on the CPU: full precision
+        self.use_amp = self.amp_dtype is not None
         self._warp_renderer: Any = None
         self._cond_history: list[torch.Tensor] = []
         self._prev_output: torch.Tensor | None = None
@@ -173,7 +174,7 @@ class NeuralRenderer:
         history = [cond] + self._cond_history
         history += [history[-1]] * (k - len(history))  # first frames: repeat the oldest
         prev = self._prev_output if self._prev_output is not None else initial_previous(warp, cond)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+        with autocast(self.device, self.amp_dtype):
             out = self.generator(torch.cat(history[:k], dim=1), prev, warp).float()
         self._cond_history = history[: k - 1]
         self._prev_output = out

@@ -8,7 +8,8 @@ checkpoints, CSV log and image grids, and is what ``ned train-renderer`` calls.
 - Determinism: one ``seed``. Networks are initialised under it, the batch of step ``s``
   is a pure function of ``(seed, s, rank)`` (:class:`StepSampler`) and the dataset
   draws from ``np.random.default_rng((seed, epoch, index))``, so a resumed run continues
-  exactly as an uninterrupted one (torch and Python RNG states are checkpointed too).
+  exactly as an uninterrupted one (the global RNG states are checkpointed too, see
+  :mod:`ned.seeding`).
 - Devices: ``"auto"`` picks CUDA when present. On CUDA the forward passes run under
   autocast (bf16 where supported, else fp16 with gradient scaling); the CPU path is fp32.
 - DDP: launched with ``torchrun`` (``RANK``/``WORLD_SIZE`` set) the trainer joins a
@@ -23,14 +24,12 @@ checkpoints, CSV log and image grids, and is what ``ned train-renderer`` calls.
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
 import json
 import logging
 import math
-import os
-import random
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -42,7 +41,18 @@ import torch.distributed as dist
 from torch import nn
 
 from ned import __version__
-from ned.errors import InputError, ModelFileError, OutputError
+from ned.checkpoint_io import CsvLog, atomic_torch_save, atomic_write_bytes
+from ned.distributed import (  # DistInfo and resolve_device are re-exported
+    DistInfo,
+    autocast,
+    autocast_dtype,
+    barrier,
+    distributed_session,
+    resolve_device,
+    unwrap,
+    wrap_ddp,
+)
+from ned.errors import ModelFileError, OutputError
 from ned.render.dataset import WARP_PROVIDERS, CelebFrames, RendererDataset, WarpProvider, make_warp_provider
 from ned.render.losses import LossWeights, VGG19Features, discriminator_loss, generator_loss, load_vgg19_features
 from ned.render.networks import (
@@ -54,6 +64,7 @@ from ned.render.networks import (
     build_networks,
     crop_mouth,
 )
+from ned.seeding import capture_rng_state, numpy_generator, restore_rng_state, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +89,8 @@ __all__ = [
 CHECKPOINT_KIND = "ned-neural-renderer"
 CHECKPOINT_VERSION = 1
 LOSS_KEYS = ("D_real", "D_fake", "Dm_real", "Dm_fake", "G_gan", "G_mouth", "G_feat", "G_vgg", "G_l1", "G_total")
+#: Columns of ``log.csv``.
+LOG_COLUMNS = ("step", "epoch", "elapsed_s", "steps_per_s", *LOSS_KEYS)
 # Options that define the networks: a checkpoint only resumes / fine-tunes with equal values.
 ARCH_FIELDS = ("arch", "size", "use_warp", "n_cond_frames", "d_channels", "d_layers", "d_scales",
                "mouth_fraction", "mouth_scales")
@@ -212,65 +225,6 @@ class TrainOptions:
 # --------------------------------------------------------------------------- run plumbing
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    """Where this process sits in a (possibly one-process) DDP job."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-
-def resolve_device(device: str, dist_info: DistInfo = DistInfo()) -> torch.device:
-    """``"auto"`` -> CUDA when available (the local rank's GPU under DDP), else CPU.
-
-    Raises:
-        InputError: ``"cuda"`` asked for but not available, or an unknown device string.
-    """
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:<n>") from err
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("device cuda requested but no CUDA GPU is available; use --device cpu")
-        if dev.index is None:
-            dev = torch.device("cuda", dist_info.local_rank % max(torch.cuda.device_count(), 1))
-    return dev
-
-
-def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group ``torchrun`` describes in the environment (no-op otherwise).
-
-    Backend: NCCL for CUDA, gloo for CPU.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
-    if not dist.is_initialized():
-        if device_type == "cuda":
-            torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return info
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random`` and torch (CPU and CUDA); numpy draws use explicit generators."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
 class StepSampler(torch.utils.data.Sampler):
     """Yields dataset keys ``(epoch, index)`` so that step ``s`` always gets the same samples.
 
@@ -300,7 +254,7 @@ class StepSampler(torch.utils.data.Sampler):
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng((self.seed, epoch)).permutation(self.n))
+            self._perm = (epoch, numpy_generator(self.seed, epoch).permutation(self.n))
         return self._perm[1]
 
     def keys(self, step: int) -> list[tuple[int, int]]:
@@ -315,10 +269,6 @@ class StepSampler(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         for step in range(self.start, self.stop):
             yield from self.keys(step)
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
 def _split_halves(outputs: list[list[torch.Tensor]]) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
@@ -358,11 +308,9 @@ class Trainer:
         disc: nn.Module = self.discriminator
         mouth: nn.Module | None = self.mouth_discriminator
         if dist_info.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            seq = nn.parallel.DistributedDataParallel(seq, device_ids=ids)
-            disc = nn.parallel.DistributedDataParallel(disc, device_ids=ids)
+            seq, disc = wrap_ddp(seq, device), wrap_ddp(disc, device)
             if mouth is not None:
-                mouth = nn.parallel.DistributedDataParallel(mouth, device_ids=ids)
+                mouth = wrap_ddp(mouth, device)
         self.seq, self.disc, self.mouth = seq, disc, mouth
         betas = (options.beta1, options.beta2)
         d_params = list(self.discriminator.parameters())
@@ -370,17 +318,16 @@ class Trainer:
             d_params += list(self.mouth_discriminator.parameters())
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=options.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(d_params, lr=options.lr_d, betas=betas)
-        self.use_amp = bool(options.amp and device.type == "cuda")
-        bf16 = self.use_amp and torch.cuda.is_bf16_supported()
-        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
-        scale = self.use_amp and not bf16  # bf16 needs no loss scaling
+        self.amp_dtype = autocast_dtype(device, options.amp)  # None: full precision
+        self.use_amp = self.amp_dtype is not None
+        scale = self.amp_dtype == torch.float16  # bf16 needs no loss scaling
         self.scaler_g = torch.amp.GradScaler(device.type, enabled=scale)
         self.scaler_d = torch.amp.GradScaler(device.type, enabled=scale)
         self.step = 0
         self.last_visuals: dict[str, torch.Tensor] = {}
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp)
+    def _autocast(self):
+        return autocast(self.device, self.amp_dtype)
 
     def _mouth_pair(self, real_in: torch.Tensor, fake_in: torch.Tensor, centers: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -428,7 +375,7 @@ class Trainer:
         self.scaler_d.update()
 
         # ---- generator: the discriminators are fixed here (unwrapped: no DDP sync needed)
-        disc, mouth = _unwrap(self.disc), (_unwrap(self.mouth) if self.mouth is not None else None)
+        disc, mouth = unwrap(self.disc), (unwrap(self.mouth) if self.mouth is not None else None)
         for net in (disc, mouth):
             if net is not None:
                 net.requires_grad_(False)
@@ -475,9 +422,6 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs (networks, EMA, optimisers, scalers, RNG, step)."""
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": _python_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "kind": CHECKPOINT_KIND,
             "version": CHECKPOINT_VERSION,
@@ -495,7 +439,7 @@ class Trainer:
             },
             "optim": {"g": self.opt_g.state_dict(), "d": self.opt_d.state_dict()},
             "scaler": {"g": self.scaler_g.state_dict(), "d": self.scaler_d.state_dict()},
-            "rng": rng,
+            "rng": capture_rng_state(),
             "world_size": self.dist.world_size,
         }
 
@@ -521,13 +465,7 @@ class Trainer:
         self.scaler_g.load_state_dict(state["scaler"]["g"])
         self.scaler_d.load_state_dict(state["scaler"]["d"])
         self.step = int(state["step"])
-        rng = state.get("rng", {})
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "python" in rng:
-            random.setstate(_python_rng_from(rng["python"]))
-        if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        restore_rng_state(state.get("rng", {}))
 
     def replicas_in_sync(self) -> bool:
         """True when every rank holds bit-identical generator parameters (True without DDP)."""
@@ -537,15 +475,6 @@ class Trainer:
         gathered: list[Any] = [None] * self.dist.world_size
         dist.all_gather_object(gathered, digest)
         return len(set(gathered)) == 1
-
-
-def _python_rng_state() -> list[Any]:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _python_rng_from(state: list[Any]) -> tuple[Any, ...]:
-    return (state[0], tuple(state[1]), state[2])
 
 
 def _params_digest(module: nn.Module) -> str:
@@ -559,25 +488,24 @@ def _params_digest(module: nn.Module) -> str:
 # --------------------------------------------------------------------------- checkpoints
 
 
+@contextmanager
+def _output_error(path: Path, what: str) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into an :class:`OutputError`."""
+    try:
+        yield
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write{what} ({err.strerror or err})") from err
+
+
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
-    """Write ``state`` with ``torch.save`` to a temporary name, then ``os.replace`` it.
+    """Write ``state`` with ``torch.save`` to a temporary name, then ``os.replace`` it
+    (:func:`ned.checkpoint_io.atomic_torch_save`).
 
     Raises:
         OutputError: the folder cannot be written.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(dict(state), tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write checkpoint ({err.strerror or err})") from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    with _output_error(Path(path), " checkpoint"):
+        return atomic_torch_save(path, state)
 
 
 def list_checkpoints(checkpoints_dir: str | Path) -> list[tuple[int, Path]]:
@@ -646,35 +574,6 @@ def check_compatible(saved: Mapping[str, Any], options: TrainOptions, path: Path
 # --------------------------------------------------------------------------- logs and grids
 
 
-class CsvLog:
-    """Append-only CSV of losses; rows beyond ``resume_step`` (from a crash) are dropped."""
-
-    columns = ("step", "epoch", "elapsed_s", "steps_per_s", *LOSS_KEYS)
-
-    def __init__(self, path: Path, resume_step: int | None) -> None:
-        self.path = path
-        if resume_step is not None and path.is_file():
-            with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= resume_step]
-            self._write_rows(rows)
-        elif not path.is_file() or resume_step is None:
-            self._write_rows([])
-
-    def _write_rows(self, rows: list[dict[str, str]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, self.columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
-
-    def append(self, row: Mapping[str, Any]) -> None:
-        with open(self.path, "a", newline="") as fh:
-            csv.DictWriter(fh, self.columns, extrasaction="ignore").writerow(
-                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-            )
-
-
 def image_grid(visuals: Mapping[str, torch.Tensor], max_rows: int = 4) -> np.ndarray:
     """Rows of ``NMFC | eyes | shape | [warp] | output | target`` for up to ``max_rows`` samples.
 
@@ -694,15 +593,13 @@ def image_grid(visuals: Mapping[str, torch.Tensor], max_rows: int = 4) -> np.nda
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path``, then ``os.replace`` it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({err.strerror or err})") from err
+    """Write ``data`` to a temporary name beside ``path``, then ``os.replace`` it.
+
+    Raises:
+        OutputError: the folder cannot be written.
+    """
+    with _output_error(path, ""):
+        atomic_write_bytes(path, data)
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
@@ -859,24 +756,17 @@ def train_renderer(
         ModelFileError: a checkpoint or VGG file that is missing, corrupt or of another size.
         OutputError: ``checkpoints_dir`` cannot be written.
     """
-    probe = resolve_device(device)
-    owns_group = not dist.is_initialized()
-    dist_info = init_distributed(probe.type)
-    try:
-        return _train(celeb_path, Path(checkpoints_dir), options, device, dist_info, resume, load_pretrain,
+    with distributed_session(device) as (dist_info, dev):
+        return _train(celeb_path, Path(checkpoints_dir), options, dev, dist_info, resume, load_pretrain,
                       vgg_weights, warp_provider, quiet)
-    finally:
-        if owns_group and dist.is_initialized():
-            dist.destroy_process_group()
 
 
-def _train(celeb_path: str | Path, out_dir: Path, options: TrainOptions, device: str, dist_info: DistInfo,
+def _train(celeb_path: str | Path, out_dir: Path, options: TrainOptions, dev: torch.device, dist_info: DistInfo,
            resume: bool, load_pretrain: str | Path | None, vgg_weights: str | Path | None,
            warp_provider: WarpProvider | None, quiet: bool) -> TrainReport:
     """The body of :func:`train_renderer` inside its process group."""
     from tqdm import tqdm
 
-    dev = resolve_device(device, dist_info)
     if dist_info.is_main:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -943,8 +833,9 @@ def _train(celeb_path: str | Path, out_dir: Path, options: TrainOptions, device:
         dataset, batch_size=options.batch_size, sampler=sampler, num_workers=options.num_workers,
         pin_memory=dev.type == "cuda", drop_last=False,
     )
-    log = CsvLog(out_dir / "log.csv", start if resume_state is not None else None) if dist_info.is_main else None
+    log = None
     if dist_info.is_main:
+        log = CsvLog(out_dir / "log.csv", LOG_COLUMNS, resume_step=start if resume_state is not None else None)
         _write_bytes(out_dir / "options.json", (json.dumps(options.to_dict(), indent=2, sort_keys=True) + "\n").encode())
     logger.info("training %s at %dx%d on %s: %d frames (%d held out), %d windows, steps %d..%d, batch %d x %d rank(s)",
                 options.arch, options.size, options.size, dev, len(frames), len(held_ids), len(dataset), start,
@@ -1006,6 +897,5 @@ def _save(trainer: Trainer, out_dir: Path, options: TrainOptions, dist_info: Dis
         for _, old in list_checkpoints(out_dir)[: -options.keep_checkpoints]:
             old.unlink(missing_ok=True)
         logger.info("saved %s", path)
-    if dist_info.enabled:
-        dist.barrier()
+    barrier(dist_info)
     return path
