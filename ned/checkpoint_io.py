@@ -14,34 +14,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from ned.layout import atomic_write, atomic_write_bytes
+
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_torch_save", "CsvLog"]
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)``, then move the result to ``path`` (parent folders created).
-
-    Returns:
-        ``path``.
-
-    Raises:
-        OSError: the folder or file cannot be written (nothing is left behind); whatever
-            ``write`` raises.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_torch_save(path: str | Path, obj: Mapping[str, Any]) -> Path:

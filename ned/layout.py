@@ -14,7 +14,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
@@ -110,20 +110,33 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then move the result to ``path``; remove the temp on error."""
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)``, then move the result to ``path`` (parent folders created).
+
+    The temporary file (``.<name>.tmp-<pid>`` beside ``path``) is removed on any error, so
+    a crash leaves the previous file or the new one, never half of one.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        OSError: the folder or file cannot be written; whatever ``write`` raises.
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    _atomic_write(path, lambda tmp: tmp.write_bytes(data))
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -177,7 +190,7 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ned import __version__
+from ned.layout import atomic_write_bytes
 from ned.errors import OutputError
 from ned.evaluate.evaluate import EvaluationResult
 from ned.evaluate.models import FER_LABELS
@@ -558,23 +559,18 @@ analysed {result.coverage.frames_analysed} (stride {result.options.stride}) &mid
 
 # ----------------------------------------------------------------------------- files
 def _atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write bytes to a temporary file beside ``path``, then rename it.
+    """Write bytes atomically (:func:`ned.layout.atomic_write_bytes`).
 
     Raises:
-        OutputError: the folder cannot be created or written.
+        OutputError: ``path`` is a folder, or it cannot be created or written.
     """
     final = Path(path).expanduser()
     if final.is_dir():
         raise OutputError(f"{final}: is a folder; give a file name")
-    temp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_bytes(data)
-        os.replace(temp, final)
+        return atomic_write_bytes(final, data)
     except OSError as err:
-        temp.unlink(missing_ok=True)
         raise OutputError(f"{final}: cannot write ({err.strerror or err}); choose another path") from err
-    return final
 
 
 def write_json(result: EvaluationResult, path: str | os.PathLike, include_series: bool = True) -> Path:
