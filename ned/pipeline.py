@@ -27,13 +27,15 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
 from ned import __version__
 from ned.errors import InputError
+from ned.appearance.options import AppearanceOptions
+from ned.appearance.pipeline import load_reference_clip, plan_appearance
 from ned.face.tracker import FaceTracker, TrackOptions
 from ned.manipulate.plan import ManipulationSpec, plan_expressions
 from ned.media import (
@@ -143,6 +145,10 @@ class EditOptions:
         track: face-tracking options.
         render: warp-renderer and blending options.
         encode: output encoding (H.264 ``veryfast`` CRF 18 by default).
+        appearance: the expression-appearance step after the warp (creases and shading of
+            the built-in maps, an exemplar bank's or a reference's detail; ``mode="off"``
+            for shape only).
+        exemplars: an exemplar bank folder (``ned exemplars build``) for label mode, or None.
         quiet: no progress bars.
     """
 
@@ -150,6 +156,8 @@ class EditOptions:
     track: TrackOptions = field(default_factory=TrackOptions)
     render: RenderOptions = field(default_factory=RenderOptions)
     encode: EncodeOptions = field(default_factory=EncodeOptions)
+    appearance: AppearanceOptions = field(default_factory=AppearanceOptions)
+    exemplars: Path | None = None
     quiet: bool = False
 
 
@@ -245,20 +253,27 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
 
 
 def edit_analysed(analysis: ClipAnalysis, source: Path, output: Path, options: EditOptions,
-                  references: list[np.ndarray] | None = None, *, start: float | None = None) -> EditReport:
+                  references: Sequence[ClipAnalysis] = (), *, start: float | None = None) -> EditReport:
     """Manipulate, render and encode one output from an existing analysis of ``source``.
 
     Args:
-        references: expression arrays ``(T_r, K)`` of the reference clips of
-            ``options.manipulation`` (analysed by the caller), or None when there are none.
+        references: analyses of the reference clips of ``options.manipulation`` (in
+            order), made by the caller; empty in label mode.
     """
     start = time.perf_counter() if start is None else start
     spec = options.manipulation
-    new_expr = plan_expressions(analysis.expressions(), spec, references or [], fps=float(analysis.info.fps))
+    fps = float(analysis.info.fps)
+    source_expr = analysis.expressions()
+    new_expr = plan_expressions(source_expr, spec, [r.expressions() for r in references], fps=fps)
     dst = edited_landmarks(analysis, new_expr)
+    ref_clips = [load_reference_clip(path, r.landmarks, r.expressions()) for path, r in zip(spec.references, references)]
+    appearance, payloads = plan_appearance(
+        source_expr, new_expr, fps=fps, emotions=[s.name for s in spec.segments], transition_s=spec.transition_s,
+        options=options.appearance, exemplars=options.exemplars, references=ref_clips)
     comment = provenance_comment(spec)
-    edited = render_video(source, output, analysis.landmarks, dst, make_renderer(options.render),
-                          info=analysis.info, encode=options.encode, comment=comment, quiet=options.quiet)
+    edited = render_video(source, output, analysis.landmarks, dst, make_renderer(options.render, appearance),
+                          info=analysis.info, encode=options.encode, comment=comment, quiet=options.quiet,
+                          payloads=payloads)
     return EditReport(output, analysis.info.frame_count, edited, analysis.info.fps,
                       time.perf_counter() - start, comment)
 
@@ -269,12 +284,12 @@ def edit_video(input_path: str | Path, output_path: str | Path, options: EditOpt
     Raises:
         InputError: unreadable input or reference, no face, fewer than 10 frames.
         OutputError: output equals an input, cannot be written, disk full.
+        ModelFileError: a bad exemplar bank or learned-manipulator checkpoint.
     """
     start = time.perf_counter()
     source = Path(input_path)
     spec = options.manipulation
     output = check_output_path(output_path, [source, *spec.references])
     analysis = analyse_clip(source, options.track, quiet=options.quiet)
-    references = [analyse_clip(r, options.track, quiet=options.quiet, what="reference").expressions()
-                  for r in spec.references]
+    references = [analyse_clip(r, options.track, quiet=options.quiet, what="reference") for r in spec.references]
     return edit_analysed(analysis, source, output, options, references, start=start)

@@ -22,6 +22,8 @@ from ned.face.align import transform_points
 from ned.face.mask import face_mask
 from ned.layout import CelebLayout, atomic_write_image
 from ned.manipulate.celeb import clip_frames, load_face3d, preprocess_state
+from ned.appearance.options import AppearanceOptions
+from ned.appearance.pipeline import plan_appearance
 from ned.media import EncodeOptions, probe
 from ned.pipeline import make_renderer, render_video
 from ned.render.warp_renderer import RenderOptions
@@ -37,6 +39,10 @@ class PostprocessOptions:
 
     Attributes:
         render: training-free renderer and blending options.
+        renderer_checkpoint: a neural renderer (``ned train-renderer``) to use instead.
+        device: where the neural renderer runs.
+        appearance: expression appearance after the warp (training-free renderer only).
+        exemplars: an exemplar bank lending real expression detail, or None.
         encode: output video encoding.
         crop_size: side of ``images/`` and the aligned crops (pixels).
         quiet: no progress bars.
@@ -47,6 +53,8 @@ class PostprocessOptions:
     crop_size: int = 256
     renderer_checkpoint: Path | None = None
     device: str = "auto"
+    appearance: AppearanceOptions = field(default_factory=AppearanceOptions)
+    exemplars: Path | None = None
     quiet: bool = False
 
 
@@ -107,7 +115,6 @@ def postprocess_celeb(celeb: str | Path, exp_name: str, options: PostprocessOpti
     neural = None
     if options.renderer_checkpoint is not None:
         neural = NeuralFrameRenderer(options.renderer_checkpoint, options.crop_size, options.render, options.device)
-    renderer = neural or make_renderer(options.render)
     for folder in OUTPUT_FOLDERS:
         (exp / folder).mkdir(parents=True, exist_ok=True)
     outputs = []
@@ -122,9 +129,14 @@ def postprocess_celeb(celeb: str | Path, exp_name: str, options: PostprocessOpti
         out = exp / f"{video.stem}.mp4"
         if neural is not None:
             neural.reset()  # temporal conditioning starts afresh with each clip
+            renderer, payloads = neural, (lambda t, m=src["crop_from_frame"]: m[t])
+        else:
+            appearance, payloads = plan_appearance(src["expression"], dst["expression"], fps=clip.fps, emotions=(),
+                                                   transition_s=0.0, options=options.appearance,
+                                                   exemplars=options.exemplars)
+            renderer = make_renderer(options.render, appearance)
         render_video(video, out, src["landmarks"], dst["landmarks"], renderer, info=info, encode=options.encode,
-                     comment=comment, quiet=options.quiet,
-                     payloads=(lambda t, m=src["crop_from_frame"]: m[t]) if neural is not None else None,
+                     comment=comment, quiet=options.quiet, payloads=payloads,
                      on_frame=_frame_writer(exp, clip.first_frame, src, dst, options.crop_size))
         outputs.append(out)
     return outputs

@@ -71,9 +71,23 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     """Blending choice of the training-free renderer."""
     from ned.render.blend import BLEND_METHODS, BlendOptions
 
+    from ned.appearance.options import APPEARANCE_MODES, AppearanceOptions
+
     g = parser.add_argument_group("rendering")
     g.add_argument("--blend", choices=BLEND_METHODS, default=BlendOptions().method,
                    help="how the edited face is composited into the frame (default laplacian)")
+    g.add_argument("--appearance", choices=APPEARANCE_MODES, default=AppearanceOptions().mode,
+                   help="expression appearance after the warp: auto (built-in crease/shading maps, or the "
+                        "reference's / exemplars' detail), maps, reference, off (shape only)")
+    g.add_argument("--exemplars", type=Path, default=None,
+                   help="exemplar bank folder (ned exemplars build) lending real expression detail in label mode")
+
+
+def appearance_options(args: argparse.Namespace):
+    """The :class:`ned.appearance.options.AppearanceOptions` of parsed arguments."""
+    from ned.appearance.options import AppearanceOptions
+
+    return AppearanceOptions(mode=args.appearance)
 
 
 def render_options(args: argparse.Namespace):

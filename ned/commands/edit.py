@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ned.commands._common import (add_backend_arguments, add_manipulation_arguments, add_quiet, add_render_arguments,
+                                  appearance_options,
                                   deca_dir, manipulation_spec, render_options)
 from ned.media import EncodeOptions
 from ned.pipeline import EditOptions, edit_video
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = EditOptions(manipulation=manipulation_spec(args), render=render_options(args),
+                          appearance=appearance_options(args), exemplars=args.exemplars,
                           encode=EncodeOptions(crf=args.crf, preset=args.preset), quiet=args.quiet)
     folder = deca_dir(args)
     if folder is not None:  # DECA expressions through the learned manipulator, bridged to our landmarks

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder for the edited clips and suite.json")
     p.add_argument("--emotions", nargs="+", default=list(SUITE_EMOTIONS), help="target emotions")
     p.add_argument("--ref-clips", type=Path, default=None, help="labelled clips used as references")
+    p.add_argument("--exemplars", type=Path, default=None,
+                   help="exemplar bank (ned exemplars build) used by the label-driven edits")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ned.layout import atomic_write_json, ensure_writable_dir
 
     ensure_writable_dir(args.out)
-    rows = run_suite(args.clips, args.out, emotions=args.emotions, ref_clips_dir=args.ref_clips, quiet=args.quiet)
+    rows = run_suite(args.clips, args.out, emotions=args.emotions, ref_clips_dir=args.ref_clips,
+                     exemplars=args.exemplars, quiet=args.quiet)
     atomic_write_json(args.out / "suite.json", {"rows": [asdict(r) for r in rows], "scores": suite_scores(rows)})
     print(format_suite(rows))
     print(f"wrote {args.out / 'suite.json'}")

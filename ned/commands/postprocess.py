@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ned.commands._common import (add_backend_arguments, add_celeb_argument, add_quiet, add_render_arguments,
-                                  celeb_path, render_options)
+                                  appearance_options, celeb_path, render_options)
 
 
 NAME = "postprocess"
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         check_deca_manipulation(celeb_path(args), args.exp_name)
     outputs = postprocess_celeb(celeb_path(args), args.exp_name,
                                 PostprocessOptions(render=render_options(args), renderer_checkpoint=checkpoint,
+                                                   appearance=appearance_options(args), exemplars=args.exemplars,
                                                    device=args.device, quiet=args.quiet))
     for out in outputs:
         print(f"wrote {out}")

@@ -125,8 +125,12 @@ def _edit_row(actor: str, emotion: str, mode: str, source: Path, edited: Path, r
 
 
 def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE_EMOTIONS,
-              ref_clips_dir: Path | None = None, edit_options=None, quiet: bool = True) -> list[SuiteRow]:
+              ref_clips_dir: Path | None = None, exemplars: Path | None = None, edit_options=None,
+              quiet: bool = True) -> list[SuiteRow]:
     """Run the suite; edited clips go to ``out_dir/<actor>/``.
+
+    Args:
+        exemplars: an exemplar bank for the label-driven edits (``ned exemplars build``).
 
     Raises:
         InputError: no labelled clips, or no actor with a neutral clip.
@@ -144,6 +148,7 @@ def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE
     if not neutral:
         raise InputError(f"{clips_dir}: no actor has a neutral clip to edit")
     base = edit_options or EditOptions(quiet=quiet)
+    base = dataclasses.replace(base, exemplars=exemplars) if exemplars is not None else base
     rows: list[SuiteRow] = []
     for actor, src in sorted(neutral.items()):
         analysis = analyse_clip(src.path, base.track, quiet=quiet)
@@ -159,7 +164,7 @@ def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE
                 out = out_dir / actor / f"ref_{emotion}_{ref.actor}.mp4"
                 ref_analysis = analyse_clip(ref.path, base.track, quiet=quiet, what="reference")
                 opts = dataclasses.replace(base, manipulation=ManipulationSpec.from_strings(references=[ref.path]))
-                edit_analysed(analysis, src.path, out, opts, [ref_analysis.expressions()])
+                edit_analysed(analysis, src.path, out, opts, [ref_analysis])
                 rows.append(_edit_row(actor, emotion, "reference", src.path, out, str(ref.path)))
     return rows
 

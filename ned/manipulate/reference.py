@@ -70,6 +70,27 @@ def time_map(num_out: int, num_in: int, mode: str = "loop") -> np.ndarray:
     return _pingpong(np.arange(num_out), num_in)
 
 
+def reference_positions(num_frames: int, segment: int, num_segments: int, ref_len: int,
+                        time_mode: str = "loop") -> np.ndarray:
+    """Which reference frame (fractional) drives each target frame, for one segment.
+
+    The segment's own frames read the reference from its start; the crossfade margins
+    before and after simply continue the mapping (``loop``: ping-pong at the reference's
+    own speed, even in time so frames before the segment mirror its start; ``stretch``:
+    the reference resampled to the segment's length).
+
+    Returns:
+        ``(num_frames,) float64`` positions in ``[0, ref_len - 1]``.
+    """
+    part = num_frames / num_segments
+    start = int(np.floor(segment * part))
+    if time_mode == "loop":
+        return _pingpong(np.abs(np.arange(num_frames) - start), ref_len)
+    seg_len = max(1, int(round(part)))
+    local = np.clip(np.arange(num_frames) - start, 0, seg_len - 1)
+    return time_map(seg_len, ref_len, "stretch")[local]
+
+
 def _pingpong(k: np.ndarray, num_in: int) -> np.ndarray:
     """Back-and-forth positions of integer times ``k >= 0`` over ``num_in`` frames."""
     if num_in == 1:
@@ -139,7 +160,6 @@ def manipulate_reference(
     pct = options.baseline_percentile
     base_target = neutral_baseline(src, pct)
     weights = segment_weights(len(src), n, fps, options.transition_s)
-    part = len(src) / n
     goals = []
     for s, (ref, neu) in enumerate(zip(references, neutrals)):
         ref = np.asarray(ref)
@@ -154,14 +174,7 @@ def manipulate_reference(
         relative = ref.astype(np.float64) - base_ref
         # the segment's own frames read the reference from its start; the crossfade
         # margins before/after simply continue the mapping
-        start = int(np.floor(s * part))
-        if time_mode == "loop":
-            # ping-pong is even in time, so frames before the segment mirror its start
-            pos = _pingpong(np.abs(np.arange(len(src)) - start), len(ref))
-        else:
-            seg_len = max(1, int(round(part)))
-            local = np.clip(np.arange(len(src)) - start, 0, seg_len - 1)
-            pos = time_map(seg_len, len(ref), "stretch")[local]
+        pos = reference_positions(len(src), s, n, len(ref), time_mode)
         goals.append(base_target[None, :] + _sample(relative, pos))
     logger.debug("reference manipulation: %d reference(s), baseline %s", n, "zero" if pct is None else f"p{pct:g}")
     return blend_towards(src, goals, weights, alphas, rig)
