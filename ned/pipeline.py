@@ -22,6 +22,7 @@ converted to RGB and back, and frames without a face reach the encoder untouched
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from ned.media import (
     EncodeOptions,
     VideoInfo,
     VideoWriter,
+    WriteBehind,
     YuvImage,
     check_output_path,
     iter_frames,
@@ -56,8 +58,10 @@ from ned.render.warp_renderer import RenderOptions, WarpRenderer
 
 logger = logging.getLogger(__name__)
 
-# Frames decoded ahead by a background thread (each a few MB at 1080p).
+# Frames decoded ahead by a background thread, and frames queued for the encoding
+# thread (each a few MB at 1080p).
 _READ_AHEAD = 4
+_WRITE_BEHIND = 4
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,13 @@ class ClipAnalysis:
 
 
 def analyse_clip(path: str | Path, track: TrackOptions = TrackOptions(), *, quiet: bool = False,
-                 what: str = "track") -> ClipAnalysis:
+                 what: str = "track", identity: np.ndarray | None = None) -> ClipAnalysis:
     """Track and fit the face of a whole clip (streamed decode).
+
+    ``identity`` (``(468, 3)`` canonical, e.g. ``analyse_clip(neutral).model.identity``)
+    fits the clip against a known neutral face of the same actor instead of one
+    estimated from the clip itself: a clip that holds an expression throughout (a
+    reference emotion clip) then shows it in its weights.
 
     Frames are decoded by a background thread and stay in their YUV planes: the tracker
     cuts its small RGB crops straight from them, so no full frame is converted to RGB.
@@ -109,7 +118,7 @@ def analyse_clip(path: str | Path, track: TrackOptions = TrackOptions(), *, quie
     valid = np.isfinite(landmarks).all(axis=(1, 2))
     if not valid.any():
         raise InputError(f"no face found in {path}")
-    model = FaceModel.from_sequence(landmarks[valid])
+    model = FaceModel.from_sequence(landmarks[valid]) if identity is None else FaceModel(identity=identity)
     return ClipAnalysis(info, landmarks, valid, model, model.fit_batch(landmarks[valid]))
 
 
@@ -184,7 +193,8 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
                  on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> int:
     """Decode ``source`` again, render every frame with a face, encode to ``output``.
 
-    Frames are decoded by a background thread. Without ``on_frame``, frames stay in
+    Frames are decoded by a background thread and encoded by another
+    (:class:`ned.media.WriteBehind`). Without ``on_frame``, frames stay in
     their YUV planes when the encoder takes them as they are (8-bit 4:2:0 BT.601,
     limited range, no rotation; see :class:`ned.media.YuvImage`), and every sample
     outside the blend mask goes to the encoder exactly as decoded; frames without a
@@ -211,6 +221,7 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
     frames = read_ahead(iter_planar_frames(source) if planar else iter_frames(source), _READ_AHEAD)
     with VideoWriter(output, width=info.width, height=info.height, fps=info.fps, audio_from=source,
                      comment=comment, options=encode, time_base=info.time_base) as writer, \
+            WriteBehind(writer, _WRITE_BEHIND) as sink, \
             tqdm(total=info.frame_count, desc=f"render {output.name}", unit="frame", disable=quiet) as bar:
         for frame in frames:
             t = frame.index
@@ -231,7 +242,7 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
                         edited += 1
                         picture = image.with_region(int(region.box[0]), int(region.box[1]), region.source,
                                                     region.image, keep=region.mask == 0)
-                writer.write_frame(picture, pts=frame.pts)  # source timestamps: variable frame rate kept
+                sink.write_frame(picture, pts=frame.pts)  # source timestamps: variable frame rate kept
                 bar.update(1)
                 continue
             rgb, mask = frame.rgb, None  # a fresh array per frame: rendered in place
@@ -247,18 +258,22 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
                 edited += int(result.rendered)
             if on_frame is not None:
                 on_frame(t, rgb, mask if mask is not None else np.zeros(rgb.shape[:2], np.float32))
-            writer.write(rgb, pts=frame.pts)  # source timestamps: variable frame rate kept
+            sink.write(rgb, pts=frame.pts)  # source timestamps: variable frame rate kept
             bar.update(1)
     return edited
 
 
 def edit_analysed(analysis: ClipAnalysis, source: Path, output: Path, options: EditOptions,
-                  references: Sequence[ClipAnalysis] = (), *, start: float | None = None) -> EditReport:
+                  references: Sequence[ClipAnalysis] = (), *, start: float | None = None,
+                  reference_neutral: ClipAnalysis | None = None) -> EditReport:
     """Manipulate, render and encode one output from an existing analysis of ``source``.
 
     Args:
         references: analyses of the reference clips of ``options.manipulation`` (in
             order), made by the caller; empty in label mode.
+        reference_neutral: analysis of ``options.manipulation.reference_neutral`` (the
+            reference actor's neutral clip), whose calmest frames are the neutral of the
+            reference's detail transfer; None: the reference's own calmest frames.
     """
     start = time.perf_counter() if start is None else start
     spec = options.manipulation
@@ -267,6 +282,10 @@ def edit_analysed(analysis: ClipAnalysis, source: Path, output: Path, options: E
     new_expr = plan_expressions(source_expr, spec, [r.expressions() for r in references], fps=fps)
     dst = edited_landmarks(analysis, new_expr)
     ref_clips = [load_reference_clip(path, r.landmarks, r.expressions()) for path, r in zip(spec.references, references)]
+    if ref_clips and reference_neutral is not None:
+        calm = load_reference_clip(spec.reference_neutral, reference_neutral.landmarks,
+                                   reference_neutral.expressions(), neutral_only=True).neutral
+        ref_clips = [dataclasses.replace(c, neutral=calm) for c in ref_clips]
     appearance, payloads = plan_appearance(
         source_expr, new_expr, fps=fps, emotions=[s.name for s in spec.segments], transition_s=spec.transition_s,
         options=options.appearance, exemplars=options.exemplars, references=ref_clips)
@@ -289,7 +308,12 @@ def edit_video(input_path: str | Path, output_path: str | Path, options: EditOpt
     start = time.perf_counter()
     source = Path(input_path)
     spec = options.manipulation
-    output = check_output_path(output_path, [source, *spec.references])
+    output = check_output_path(output_path, [source, *spec.references, spec.reference_neutral])
     analysis = analyse_clip(source, options.track, quiet=options.quiet)
-    references = [analyse_clip(r, options.track, quiet=options.quiet, what="reference") for r in spec.references]
-    return edit_analysed(analysis, source, output, options, references, start=start)
+    neutral = None
+    if spec.reference_neutral is not None and spec.references:
+        neutral = analyse_clip(spec.reference_neutral, options.track, quiet=options.quiet, what="reference neutral")
+    identity = neutral.model.identity if neutral is not None else None
+    references = [analyse_clip(r, options.track, quiet=options.quiet, what="reference", identity=identity)
+                  for r in spec.references]
+    return edit_analysed(analysis, source, output, options, references, start=start, reference_neutral=neutral)

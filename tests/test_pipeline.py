@@ -129,3 +129,12 @@ def test_cli_edit_and_bad_emotion(tmp_path, sample, capsys):
 def test_cli_edit_needs_a_target(tmp_path, sample, capsys):
     assert main(["edit", str(sample), "-o", str(tmp_path / "o.mp4"), "--quiet"]) == 2
     assert "--emotion" in capsys.readouterr().err
+
+
+def test_reference_driven_edit_with_a_reference_neutral_clip(tmp_path, sample):
+    """--ref with --ref-neutral: the reference is measured from its actor's neutral clip."""
+    out = tmp_path / "ref.mp4"
+    assert main(["edit", str(sample), "-o", str(out), "--ref", str(sample), "--ref-neutral", str(sample),
+                 "--quiet"]) == 0
+    assert probe(out).frame_count == probe(sample).frame_count
+    assert read_comment(out) == f"edited by ned 0.1.0: reference {sample.name}"

@@ -66,16 +66,18 @@ def _crop_face(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.n
     return crop, out.astype(np.float32)
 
 
-def load_reference_clip(path: Path, landmarks: np.ndarray, expressions: np.ndarray) -> ReferenceClip:
+def load_reference_clip(path: Path, landmarks: np.ndarray, expressions: np.ndarray, *,
+                        neutral_only: bool = False) -> ReferenceClip:
     """Decode a reference clip's face crops (at most :data:`MAX_REFERENCE_FRAMES`).
 
     Args:
         landmarks: ``(T, 478, 3)`` the clip's tracked landmarks (NaN where no face).
         expressions: ``(T, K)`` its fitted weights (NaN where no face).
+        neutral_only: keep only its calmest frames (``frames`` left empty).
     """
     valid = np.flatnonzero(np.isfinite(expressions).all(axis=1))
     stride = max(1, int(np.ceil(len(valid) / MAX_REFERENCE_FRAMES)))
-    keep = set(valid[::stride].tolist())
+    keep = set() if neutral_only else set(valid[::stride].tolist())
     norms = np.linalg.norm(np.stack([emotion_delta(np.zeros_like(e), e) for e in expressions[valid]]), axis=1)
     neutral_ids = set(valid[np.argsort(norms)[:NEUTRAL_FRAMES]].tolist())
     frames, positions, neutral = [], [], []

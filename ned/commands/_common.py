@@ -49,6 +49,9 @@ def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
                    help="0 = unchanged, 1 = full, up to 1.5 (multiplies per-part intensities)")
     g.add_argument("--ref", "--ref_dirs", dest="references", nargs="+", action="extend", default=[],
                    metavar="CLIP", help="reference clip(s) whose expressive style to copy (reference-driven)")
+    g.add_argument("--ref-neutral", "--ref_neutral", dest="reference_neutral", type=Path, default=None, metavar="CLIP",
+                   help="a neutral clip of the reference actor: the reference's expression is measured from it "
+                        "(without it, from the reference clip's own calmest frames)")
     g.add_argument("--transition", type=float, default=d.transition_s,
                    help=f"seconds of crossfade between consecutive parts (default {d.transition_s})")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of every random draw (results are reproducible)")
@@ -64,6 +67,7 @@ def manipulation_spec(args: argparse.Namespace):
 
     return ManipulationSpec.from_strings(
         args.emotions, args.references, intensity=args.intensity, transition_s=args.transition, seed=args.seed,
+        reference_neutral=getattr(args, "reference_neutral", None),
         manipulator=args.manipulator, checkpoints_dir=args.checkpoints_dir, which_epoch=args.which_epoch)
 
 

@@ -6,7 +6,8 @@ or in a MEAD tree (``<actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4``). For 
 actor with a neutral clip and each target emotion E:
 
 - label-driven: ``ned edit --emotion E`` on the neutral clip;
-- reference-driven (with ``--ref-clips``): ``ned edit --ref <other actor's E clip>``;
+- reference-driven (with ``--ref-clips``): ``ned edit --ref <other actor's E clip>
+  --ref-neutral <that actor's neutral clip>`` (when it has one);
 - real: the actor's own acted E clip, if present.
 
 The rate is the fraction of frames (with a dlib face) whose FER2013 argmax is E; the
@@ -162,9 +163,15 @@ def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE
             rows.append(_edit_row(actor, emotion, "label", src.path, out))
             for ref in [r for r in refs if r.actor != actor and r.emotion == emotion][:1]:
                 out = out_dir / actor / f"ref_{emotion}_{ref.actor}.mp4"
-                ref_analysis = analyse_clip(ref.path, base.track, quiet=quiet, what="reference")
-                opts = dataclasses.replace(base, manipulation=ManipulationSpec.from_strings(references=[ref.path]))
-                edit_analysed(analysis, src.path, out, opts, [ref_analysis])
+                ref_neutral = next((r for r in refs if r.actor == ref.actor and r.emotion == "neutral"), None)
+                neutral = analyse_clip(ref_neutral.path, base.track, quiet=quiet, what="reference neutral") \
+                    if ref_neutral is not None else None
+                ref_analysis = analyse_clip(ref.path, base.track, quiet=quiet, what="reference",
+                                            identity=neutral.model.identity if neutral is not None else None)
+                spec = ManipulationSpec.from_strings(references=[ref.path],
+                                                     reference_neutral=ref_neutral.path if ref_neutral else None)
+                edit_analysed(analysis, src.path, out, dataclasses.replace(base, manipulation=spec), [ref_analysis],
+                              reference_neutral=neutral)
                 rows.append(_edit_row(actor, emotion, "reference", src.path, out, str(ref.path)))
     return rows
 
