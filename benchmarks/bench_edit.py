@@ -6,7 +6,9 @@ Runs, in fresh child processes (``ned.bench``), round-robin ``--repeat`` times:
   path of a numpy pipeline;
 - ``transcode``: decode -> encode of the decoded YUV pictures (no RGB), as
   ``ffmpeg -i in -c:v libx264 -preset veryfast -crf 18 -c:a copy`` does;
-- ``edit``: the whole ``ned edit --emotion happy`` (imports, models, two passes).
+- ``edit``: the whole ``ned edit --emotion happy`` (imports, models, two passes), with
+  its default expression-appearance step;
+- ``edit_warp``: the same with ``--appearance off`` (the shape edit alone).
 
 Every reference gets what the edit gets (a read-ahead decoding thread, the same
 allocator tuning). Ratios are taken within each round (edit_k / baseline_k: measured in
@@ -52,23 +54,27 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
 
-    results = run_bench(args.clip, stages=("baseline", "transcode", "edit"), loop_memory=not args.no_loop,
+    results = run_bench(args.clip, stages=("baseline", "transcode", "edit", "edit_warp"), loop_memory=not args.no_loop,
                         repeat=args.repeat, progress=lambda m: print(f"bench_edit: {m}", file=sys.stderr, flush=True))
     by = {r.stage: r for r in results}
-    edit = by["edit"]
-    summary = {"load_avg_1min_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
-    for ref in ("baseline", "transcode"):
-        summary[f"edit_over_{ref}_wall"] = paired_ratios(list(edit.seconds_runs), list(by[ref].seconds_runs))
-        summary[f"edit_over_{ref}_cpu"] = paired_ratios(list(edit.cpu_seconds_runs), list(by[ref].cpu_seconds_runs))
+    summary: dict[str, object] = {"load_avg_1min_at_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    for stage in ("edit", "edit_warp"):
+        for ref in ("baseline", "transcode"):
+            summary[f"{stage}_over_{ref}_wall"] = paired_ratios(list(by[stage].seconds_runs),
+                                                                list(by[ref].seconds_runs))
+            summary[f"{stage}_over_{ref}_cpu"] = paired_ratios(list(by[stage].cpu_seconds_runs),
+                                                               list(by[ref].cpu_seconds_runs))
     print(format_table(results))
     print()
     for key, value in summary.items():
         if isinstance(value, dict):
-            print(f"{key:<28} median {value['median']:.2f}  range {value['min']:.2f}-{value['max']:.2f}")
+            print(f"{key:<32} median {value['median']:.2f}  range {value['min']:.2f}-{value['max']:.2f}")
         else:
-            print(f"{key:<28} {value}")
-    if edit.peak_rss_mb_looped4 is not None:
-        print(f"{'edit peak MB clip / x4':<28} {edit.peak_rss_mb:.0f} / {edit.peak_rss_mb_looped4:.0f}")
+            print(f"{key:<32} {value}")
+    for stage in ("edit", "edit_warp"):
+        r = by[stage]
+        if r.peak_rss_mb_looped4 is not None:
+            print(f"{stage + ' peak MB clip / x4':<32} {r.peak_rss_mb:.0f} / {r.peak_rss_mb_looped4:.0f}")
     figures = results_json(results, args.clip)
     figures["summary"] = summary
     if args.json:

@@ -15,6 +15,10 @@ frames decoded by a background thread as ``ned edit`` does:
 - ``transcode``: the decoded YUV pictures straight into the encoder, as
   ``ffmpeg -i in -c:v libx264 -c:a copy`` does (no RGB at all).
 
+``edit`` is ``ned edit --emotion happy`` with its defaults (the expression-appearance step
+included); ``edit_warp`` the same with ``--appearance off`` (the shape edit alone), so the
+table shows what the appearance step costs.
+
 Times include each child's imports and model loading (what a user waits for), not the
 interpreter's start. On a shared machine the wall-clock figures move with the load;
 ``repeat`` runs the stages round-robin several times and reports the median, the range
@@ -34,7 +38,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-STAGES = ("baseline", "transcode", "tracking", "preprocess", "manipulate", "render", "edit")
+STAGES = ("baseline", "transcode", "tracking", "preprocess", "manipulate", "render", "edit", "edit_warp")
 REFERENCES = ("baseline", "transcode")
 
 
@@ -196,21 +200,23 @@ def results_json(results: list[StageResult], clip: Path | None) -> dict:
 
 
 def _reencode(clip: Path, work: Path, *, planar: bool) -> int:
-    from ned.media import (EncodeOptions, VideoWriter, YuvImage, iter_frames, iter_planar_frames, probe, read_ahead,
-                           tune_malloc)
+    from ned.media import (EncodeOptions, VideoWriter, WriteBehind, YuvImage, iter_frames, iter_planar_frames, probe,
+                           read_ahead, tune_malloc)
 
-    tune_malloc()  # as `ned edit` does: the references get every advantage the edit has
+    # As `ned edit` does it: the references get every advantage the edit has (allocator
+    # tuning, decoding and encoding threads).
+    tune_malloc()
     info = probe(clip)
     n = 0
     frames = read_ahead(iter_planar_frames(clip) if planar else iter_frames(clip), 4)
     with VideoWriter(work / "out.mp4", width=info.width, height=info.height, fps=info.fps, audio_from=clip,
-                     options=EncodeOptions(), time_base=info.time_base) as writer:
+                     options=EncodeOptions(), time_base=info.time_base) as writer, WriteBehind(writer, 4) as sink:
         for frame in frames:
             image = getattr(frame, "image", None)
             if planar and isinstance(image, YuvImage) and writer.accepts(image):
-                writer.write_frame(image.frame, pts=frame.pts)
+                sink.write_frame(image.frame, pts=frame.pts)
             else:
-                writer.write(frame.rgb, pts=frame.pts)
+                sink.write(frame.rgb, pts=frame.pts)
             n += 1
     return n
 
@@ -263,7 +269,10 @@ def _stage_manipulate(clip: Path, work: Path) -> int:
 
 
 def _stage_render(clip: Path, work: Path) -> int:
-    """Decode + warp/blend + encode (timed after the analysis)."""
+    """Decode + render (warp, appearance step, blend) + encode, as ``ned edit`` renders by
+    default (timed after the analysis)."""
+    from ned.appearance.options import AppearanceOptions
+    from ned.appearance.pipeline import plan_appearance
     from ned.manipulate.plan import ManipulationSpec, plan_expressions
     from ned.media import EncodeOptions
     from ned.pipeline import edited_landmarks, make_renderer, provenance_comment, render_video
@@ -271,10 +280,16 @@ def _stage_render(clip: Path, work: Path) -> int:
 
     analysis = _analysed(clip)
     spec = ManipulationSpec.from_strings(["happy"])
-    dst = edited_landmarks(analysis, plan_expressions(analysis.expressions(), spec, [], fps=float(analysis.info.fps)))
+    fps = float(analysis.info.fps)
+    source = analysis.expressions()
+    new = plan_expressions(source, spec, [], fps=fps)
+    dst = edited_landmarks(analysis, new)
+    appearance, payloads = plan_appearance(source, new, fps=fps, emotions=[s.name for s in spec.segments],
+                                           transition_s=spec.transition_s, options=AppearanceOptions())
     _restart_clock()
-    render_video(clip, work / "render.mp4", analysis.landmarks, dst, make_renderer(RenderOptions()),
-                 info=analysis.info, encode=EncodeOptions(), comment=provenance_comment(spec), quiet=True)
+    render_video(clip, work / "render.mp4", analysis.landmarks, dst, make_renderer(RenderOptions(), appearance),
+                 info=analysis.info, encode=EncodeOptions(), comment=provenance_comment(spec), quiet=True,
+                 payloads=payloads)
     return analysis.info.frame_count
 
 
@@ -285,6 +300,17 @@ def _stage_edit(clip: Path, work: Path) -> int:
 
     spec = ManipulationSpec.from_strings(["happy"])
     return edit_video(clip, work / "edit.mp4", EditOptions(manipulation=spec, quiet=True)).frames
+
+
+def _stage_edit_warp(clip: Path, work: Path) -> int:
+    """``ned edit --appearance off``: the shape edit only (warp and blend, no appearance step)."""
+    from ned.appearance.options import AppearanceOptions
+    from ned.manipulate.plan import ManipulationSpec
+    from ned.pipeline import EditOptions, edit_video
+
+    spec = ManipulationSpec.from_strings(["happy"])
+    options = EditOptions(manipulation=spec, appearance=AppearanceOptions(mode="off"), quiet=True)
+    return edit_video(clip, work / "edit.mp4", options).frames
 
 
 _T0 = 0.0

@@ -51,6 +51,7 @@ __all__ = [
     "Orientation",
     "VideoInfo",
     "VideoWriter",
+    "WriteBehind",
     "check_output_path",
     "iter_frames",
     "iter_planar_frames",
@@ -1478,6 +1479,94 @@ class VideoWriter:
             except BaseException:  # noqa: BLE001 - the file is deleted anyway
                 pass
         self._target.discard()
+
+
+class WriteBehind:
+    """Encode a :class:`VideoWriter`'s frames on a background thread.
+
+    ``write`` / ``write_frame`` queue the frame (at most ``depth`` waiting) and return, so
+    the caller prepares the next frame while the encoder works: PyAV releases the GIL
+    while x264 encodes, and x264 blocks its caller whenever its own frame threads are
+    busy. Every call on the writer happens on the thread, in order. An error raised there
+    (a full disk, a bad timestamp) is raised by the next call here, or by :meth:`close`.
+
+    Use it inside the writer's ``with``, so that it stops before the writer finishes or
+    aborts::
+
+        with VideoWriter(out, ...) as writer, WriteBehind(writer) as sink:
+            for frame in frames:
+                sink.write(frame.rgb, pts=frame.pts)
+
+    Args:
+        writer: an open :class:`VideoWriter`.
+        depth: frames queued at most (>= 1).
+    """
+
+    def __init__(self, writer: VideoWriter, depth: int = 4) -> None:
+        import queue
+
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ned-encode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None or self._stop.is_set():
+                continue  # drain: after an error or an abort nothing more is encoded
+            method, image, pts = item
+            try:
+                method(image, pts=pts)
+            except BaseException as err:  # noqa: BLE001 - handed to the caller
+                self._error = err
+
+    def _put(self, item: tuple) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._thread.is_alive():
+            raise ValueError("WriteBehind: closed")
+        self._queue.put(item)
+
+    def write(self, rgb: np.ndarray, *, pts: int | None = None) -> None:
+        """Queue :meth:`VideoWriter.write` (``rgb`` must not change afterwards)."""
+        self._put((self.writer.write, rgb, pts))
+
+    def write_frame(self, frame: av.VideoFrame, *, pts: int | None = None) -> None:
+        """Queue :meth:`VideoWriter.write_frame`."""
+        self._put((self.writer.write_frame, frame, pts))
+
+    def close(self) -> None:
+        """Encode what is queued, stop the thread, raise the thread's error if any."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """Drop what is queued and stop the thread (never raises)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
 
 
 def _video_start_s(path: Path) -> float:

@@ -54,6 +54,7 @@ from ned.media import (
 )
 from ned.morph.fit import FaceFits, FaceModel, apply_expression_delta
 from ned.morph.topology import load_topology
+from ned.preprocess import fit_in_chunks
 from ned.render.warp_renderer import RenderOptions, WarpRenderer
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def analyse_clip(path: str | Path, track: TrackOptions = TrackOptions(), *, quie
     if not valid.any():
         raise InputError(f"no face found in {path}")
     model = FaceModel.from_sequence(landmarks[valid]) if identity is None else FaceModel(identity=identity)
-    return ClipAnalysis(info, landmarks, valid, model, model.fit_batch(landmarks[valid]))
+    return ClipAnalysis(info, landmarks, valid, model, fit_in_chunks(model, landmarks[valid]))
 
 
 def edited_landmarks(analysis: ClipAnalysis, new_expressions: np.ndarray) -> np.ndarray:

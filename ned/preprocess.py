@@ -285,7 +285,22 @@ def fit_clip(landmarks: np.ndarray) -> tuple[FaceModel, FaceFits | None, np.ndar
     if not valid.any():
         raise InputError("no frame with a face to fit the face model to")
     model = FaceModel.from_sequence(landmarks[valid])
-    return model, model.fit_batch(landmarks[valid]), valid
+    return model, fit_in_chunks(model, landmarks[valid]), valid
+
+
+#: Frames fitted per call of :meth:`FaceModel.fit_batch` (its temporaries take tens of
+#: KB per frame; the fits do not depend on the chunking, bit for bit).
+FIT_CHUNK = 256
+
+
+def fit_in_chunks(model: FaceModel, landmarks: np.ndarray, chunk: int = FIT_CHUNK) -> FaceFits:
+    """:meth:`FaceModel.fit_batch` over ``(T, N, 3)`` landmarks, ``chunk`` frames at a
+    time, so that its working memory does not grow with the clip's length."""
+    if len(landmarks) <= chunk:
+        return model.fit_batch(landmarks)
+    parts = [model.fit_batch(landmarks[i:i + chunk]) for i in range(0, len(landmarks), chunk)]
+    return FaceFits(*(np.concatenate([getattr(p, name) for p in parts])
+                      for name in ("rotation", "translation", "scale", "expression", "residual")))
 
 
 def face3d_arrays(model: FaceModel, fits: FaceFits, valid: np.ndarray, t: int, k: int,

@@ -25,6 +25,7 @@ from ned.face.tracker import FaceTracker
 from ned.media import (
     EncodeOptions,
     VideoWriter,
+    WriteBehind,
     YuvImage,
     iter_frames,
     iter_planar_frames,
@@ -172,6 +173,37 @@ class TestWriteFrame:
         with av.open(str(out)) as container:  # keyframes are the encoder's, not the source's
             keys = [p.is_keyframe for p in container.demux(video=0) if p.size]
         assert keys[0] and sum(keys) == 1
+
+
+class TestWriteBehind:
+    def test_same_file_as_writing_directly(self, sample, tmp_path):
+        info = probe(sample)
+        frames = list(iter_frames(sample))
+        for name, behind in (("a.mp4", False), ("b.mp4", True)):
+            with VideoWriter(tmp_path / name, width=info.width, height=info.height, fps=info.fps) as writer:
+                sink = WriteBehind(writer, 2) if behind else writer
+                for f in frames:
+                    sink.write(f.rgb, pts=f.pts)
+                if behind:
+                    sink.close()
+        assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+
+    def test_errors_reach_the_caller_and_nothing_is_left(self, sample, tmp_path):
+        info = probe(sample)
+        rgb = next(iter(iter_frames(sample))).rgb
+        out = tmp_path / "e.mp4"
+        with pytest.raises(ValueError, match="pts must increase"):
+            with VideoWriter(out, width=info.width, height=info.height, fps=info.fps) as writer, \
+                    WriteBehind(writer) as sink:
+                sink.write(rgb, pts=5)
+                sink.write(rgb, pts=5)
+        assert not out.exists() and list(tmp_path.iterdir()) == []
+        with pytest.raises(KeyboardInterrupt):
+            with VideoWriter(out, width=info.width, height=info.height, fps=info.fps) as writer, \
+                    WriteBehind(writer) as sink:
+                sink.write(rgb)
+                raise KeyboardInterrupt
+        assert list(tmp_path.iterdir()) == []
 
 
 class TestRenderPlanes:

@@ -137,10 +137,12 @@ def soft_mask(polygon: np.ndarray, shape: tuple[int, int], feather_px: float) ->
         cv2.GaussianBlur(small, (ksize, ksize), sigmaX=ksize / 5.0, dst=small, borderType=cv2.BORDER_CONSTANT)
         mask = np.ascontiguousarray(cv2.resize(small, (gw * step, gh * step),
                                                interpolation=cv2.INTER_LINEAR)[:height, :width])
-    np.clip(mask, 0.0, 1.0, out=mask)
-    mask[mask < 1e-6] = 0.0
-    mask[mask > 1.0 - 1e-6] = 1.0                               # rounding of the normalised kernel
-    return mask
+    # Clip to [0, 1]; values under 1e-6 become 0 and over 1 - 1e-6 become 1 (rounding of
+    # the normalised kernel). OpenCV thresholds: one pass each, no boolean temporaries.
+    cv2.threshold(mask, 1e-6, 0.0, cv2.THRESH_TOZERO, dst=mask)                   # <= 1e-6 -> 0
+    top = cv2.threshold(mask, 1.0 - 1e-6, 1.0, cv2.THRESH_BINARY)[1]             # > 1 - 1e-6 -> 1
+    cv2.threshold(mask, 1.0, 1.0, cv2.THRESH_TRUNC, dst=mask)
+    return cv2.max(mask, top, dst=mask)
 
 
 def mask_reach_px(feather_px: float) -> int:
@@ -238,13 +240,11 @@ def _in_unit_range(mask: np.ndarray) -> bool:
 
 def _support_taper(m: np.ndarray) -> np.ndarray:
     """``(h, w) float32``: smoothstep from 0 at ``m = 0`` to 1 at ``m >= 0.1``."""
-    t = m * np.float32(1.0 / _TAPER_MASK_LEVEL)
-    np.minimum(t, 1.0, out=t)
-    t2 = t * t
-    t *= -2.0
-    t += 3.0
-    t *= t2                                                    # t^2 (3 - 2 t)
-    return t
+    t = cv2.threshold(m, _TAPER_MASK_LEVEL, 0.0, cv2.THRESH_TRUNC)[1]      # min(m, 0.1)
+    t *= np.float32(1.0 / _TAPER_MASK_LEVEL)
+    t2 = cv2.multiply(t, t)
+    cv2.addWeighted(t, -2.0, t, 0.0, 3.0, dst=t)                          # 3 - 2 t
+    return cv2.multiply(t, t2, dst=t)                                      # t^2 (3 - 2 t)
 
 
 def _ring_offset(diff: np.ndarray, m: np.ndarray) -> tuple[float, float, float, float]:

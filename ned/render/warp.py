@@ -32,6 +32,7 @@ from ned.types import check_array
 __all__ = [
     "WarpMesh",
     "anchor_ring",
+    "box_maps",
     "build_warp_mesh",
     "displacement_affines",
     "loop_from_edges",
@@ -377,9 +378,13 @@ class _BoxMaps:
 
 
 def _box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tuple[int, int, int, int], *,
-              map_step: int, identity: bool, need_index: bool) -> _BoxMaps | None:
+              map_step: int, identity: bool, need_index: bool, whole_box: bool = False) -> _BoxMaps | None:
     """The backward maps of :func:`warp_piecewise_affine` over ``box`` of the output
     (checked inputs; ``src``, ``dst`` ``(N, 2) float64`` with the anchors appended).
+
+    By default only the part of the box covered by the drawn triangles is mapped, on a
+    sampling grid anchored at the triangles' corner; ``whole_box`` maps the whole box on
+    a grid anchored at its corner (the identity where no triangle is drawn).
 
     Returns None when no triangle is drawn inside the box (the warp is the identity there).
     """
@@ -412,6 +417,8 @@ def _box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tupl
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, bx1), min(y1, by1)
     if x1 <= max(x0, bx0) or y1 <= max(y0, by0):
         return None
+    if whole_box:
+        x0, y0, x1, y1 = bx0, by0, bx1, by1
     origin = np.array([x0, y0], np.float64)
     src_l, dst_l = src - origin, dst - origin                  # region-local pixels
     index, map_xy = _backward_map(src_l, dst_l, triangles[order], y1 - y0, x1 - x0, map_step,
@@ -440,19 +447,13 @@ def box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tuple
 
     Returns:
         ``map_xy`` ``(y1 - y0, x1 - x0, 2) float32``: the source pixel ``(x, y)`` of each
-        output pixel (the identity outside the moving triangles), or None when nothing
+        output pixel (the identity outside the moving triangles; the displacement is
+        sampled every ``map_step`` pixels from the box's corner), or None when nothing
         moves in the box.
     """
-    maps = _box_maps(src, dst, triangles, box, map_step=map_step, identity=True, need_index=False)
-    if maps is None:
-        return None
-    bx0, by0, bx1, by1 = box
-    if maps.box == tuple(box):
-        return maps.map_xy
-    map_xy = cv2.add(_grid("xy", by1 - by0, bx1 - bx0), (float(bx0), float(by0), 0.0, 0.0))
-    x0, y0, x1, y1 = maps.box
-    map_xy[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0] = maps.map_xy
-    return map_xy
+    maps = _box_maps(src, dst, triangles, tuple(int(v) for v in box), map_step=map_step, identity=True,
+                     need_index=False, whole_box=True)
+    return None if maps is None else maps.map_xy
 
 
 def _warp_box(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray,
@@ -521,7 +522,9 @@ def _backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, heigh
 
     # Per-sample displacement = coefficients(index) . (x, y, 1), for x and y at once.
     coefs = cv2.remap(table, index, np.zeros((gh, gw), np.float32), cv2.INTER_NEAREST)   # (gh, gw, 6)
-    disp = cv2.transform(cv2.multiply(coefs, _grid(f"xy1xy1/{step}", gh, gw)), _SUM_PAIRS)  # (gh, gw, 2)
+    terms = cv2.multiply(coefs, _grid(f"xy1xy1/{step}", gh, gw))
+    # Sum each triple: as (gh, 2 gw, 3) -> 1 channel (OpenCV's 3-channel path is 10x faster).
+    disp = cv2.transform(terms.reshape(gh, 2 * gw, 3), _SUM3).reshape(gh, gw, 2)
     if step > 1:
         size = (gw * step, gh * step)
         disp = cv2.resize(disp, size, interpolation=cv2.INTER_LINEAR)[:height, :width]
@@ -529,8 +532,7 @@ def _backward_map(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, heigh
     return index, cv2.add(disp, _grid("xy", height, width))
 
 
-# Sums channels 0-2 and 3-5 of a 6-channel image (cv2.transform).
-_SUM_PAIRS = np.array([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1]], np.float32)
+_SUM3 = np.ones((1, 3), np.float32)  # cv2.transform: the sum of 3 channels
 
 
 def _identity_output(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -3,15 +3,18 @@
 One frame's journey through :meth:`WarpRenderer.render`::
 
     frame, src/dst landmarks (frame px)
-      -> region of interest: bounding box of the anchor ring and blend mask
-      -> piecewise-affine warp of that region, src mesh -> dst mesh, with a fixed anchor
-         ring so the warp fades to the identity at the face border   (ned.render.warp)
+      -> two boxes: the source box (anchor ring and mask: all the warp can read) and the
+         output box (where the blend mask can be non-zero)
+      -> piecewise-affine warp into the output box, src mesh -> dst mesh, with a fixed
+         anchor ring so the warp fades to the identity at the face border (ned.render.warp)
       -> appearance hook (optional; e.g. expression detail transfer, issue 6)
       -> blend into the frame inside a soft mask around the dst face oval (ned.render.blend)
       -> RenderedFace(frame, mask, box)
 
-Everything happens in frame pixels on the region only, so the face keeps its full
-resolution and a 1080p frame costs a few milliseconds.
+Everything happens in frame pixels on the boxes only, so the face keeps its full
+resolution. :meth:`WarpRenderer.render_region` returns the output box alone (no
+full-frame copies), and :meth:`WarpRenderer.render_planes` renders straight on the planes
+of YUV 4:2:0 video (no RGB at all): about 10 ms for a 1080p face on one core.
 """
 
 from __future__ import annotations
@@ -378,7 +381,8 @@ class WarpRenderer:
         return RenderedPlanes(np.array([x0, y0, x1, y1], np.int32), y_out, np.ascontiguousarray(uv[..., 0]),
                               np.ascontiguousarray(uv[..., 1]), mask)
 
-    def _geometry(self, src: np.ndarray, dst: np.ndarray, width: int, height: int):
+    def _geometry(self, src: np.ndarray, dst: np.ndarray, width: int, height: int
+                  ) -> tuple[np.ndarray, np.ndarray, float, tuple[int, int, int, int], tuple[int, int, int, int]] | None:
         """Anchor ring, mask polygon, feather and the two boxes of one frame, or None when
         the face is off the frame.
 
