@@ -193,6 +193,16 @@ def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def atomic_save_npz_compressed(path: Path, **arrays: np.ndarray) -> None:
+    """Save arrays to a compressed ``.npz`` atomically (the packaged data files)."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    atomic_write(path, write)
+
+
 def load_npz(path: Path) -> dict[str, np.ndarray]:
     """Load an ``.npz`` written by :func:`atomic_save_npz` (``allow_pickle=False``).
 

@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ned.layout import atomic_save_npz_compressed  # noqa: E402
 from ned.morph import deform  # noqa: E402
 from ned.morph import topology as T  # noqa: E402
 from ned.morph.rig import EMOTION_SHAPES, Blendshape  # noqa: E402
@@ -357,11 +358,7 @@ def main() -> int:
     ap.add_argument("--preview", type=Path, default=None, help="write a PNG grid of every shape at weight 1")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    data = build(args.preview)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **data)
-    tmp.replace(args.output)
+    atomic_save_npz_compressed(args.output, **build(args.preview))
     logger.info("wrote %s", args.output)
     return 0
 
