@@ -56,18 +56,13 @@ def apply_luminance_gain(rgb: np.ndarray, log_gain: np.ndarray) -> np.ndarray:
     check_array(rgb, "H W 3", np.uint8, name="rgb")
     check_array(log_gain, f"{rgb.shape[0]} {rgb.shape[1]}", name="log_gain")
     out = rgb.copy()
-    rows = np.flatnonzero(np.any(log_gain != 0, axis=1))
+    nz = log_gain != 0
+    rows = np.flatnonzero(nz.any(axis=1))
     if rows.size == 0:
         return out
-    cols = np.flatnonzero(np.any(log_gain[rows[0]:rows[-1] + 1] != 0, axis=0))
+    cols = np.flatnonzero(nz[rows[0]:rows[-1] + 1].any(axis=0))
     y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    patch = rgb[y0:y1, x0:x1].astype(np.float32)
-    g = log_gain[y0:y1, x0:x1].astype(np.float32)
-    y = _luma(patch)
-    delta = y * np.expm1(g)
-    new = np.clip(patch + delta[..., None] + 0.5, 0, 255).astype(np.uint8)
-    changed = (g != 0)[..., None]
-    np.copyto(out[y0:y1, x0:x1], new, where=changed)
+    _add_luminance_gain(out[y0:y1, x0:x1], np.ascontiguousarray(log_gain[y0:y1, x0:x1], np.float32))
     return out
 
 
@@ -125,28 +120,96 @@ def render_gain(image: np.ndarray, points: np.ndarray, log_gain_uv: np.ndarray, 
     """
     check_array(image, "H W 3", np.uint8, name="image")
     check_array(log_gain_uv, f"{raster.size} {raster.size}", name="log_gain_uv")
+    out = image.copy()
+    _render_gain_into(out, points, log_gain_uv, raster, options, where=where, limit=limit)
+    return out
+
+
+#: The gain is band-limited (smooth log-luminance shading), so it is computed on a grid of
+#: about this many samples across the face's bounding box and upsampled (bilinear) to
+#: the pixels; only the final ``rgb += Y (e^g - 1)`` runs at full resolution.
+GAIN_GRID_PX = 160
+
+
+def _render_gain_into(image: np.ndarray, points: np.ndarray, log_gain_uv: np.ndarray, raster: UVRaster,
+                      options: AppearanceOptions, *, where: ImageUV | None = None,
+                      limit: np.ndarray | None = None) -> None:
+    """:func:`render_gain` writing into ``image`` (modified in place)."""
     if not np.any(log_gain_uv):
-        return image.copy()
+        return
+    if limit is not None:
+        check_array(limit, f"{image.shape[0]} {image.shape[1]}", name="limit")
+    pts = np.asarray(points)
     if where is None:
-        where = image_uv_map(points, image.shape[:2], raster)
+        h, w = image.shape[:2]
+        span = max(float(np.ptp(pts[:468, 0])), float(np.ptp(pts[:468, 1])), 1.0)
+        step = max(1, int(round(span / GAIN_GRID_PX)))
+        where = image_uv_map(pts, (h, w), raster, step=step, upsample=False)
+    else:
+        step = 1
     if where.empty:
-        return image.copy()
+        return
     x0, y0, x1, y1 = (int(v) for v in where.box)
+    bh, bw = y1 - y0, x1 - x0
+    gh, gw = where.map_x.shape
     skin = skin_mask_uv(raster.size)
-    both = np.dstack([log_gain_uv.astype(np.float32) * skin, skin])
+    both = cv2.merge([np.multiply(log_gain_uv, skin, dtype=np.float32), np.asarray(skin, np.float32)])
     sampled = sample_texture(both, where)
     gain, skin_px = sampled[..., 0], sampled[..., 1]
     patch = image[y0:y1, x0:x1]
+    # luminance on the grid: block means of the patch (grid sample j covers pixels step*j ..)
+    grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
+    if step > 1:
+        grey = _block_mean(grey, step, gh, gw)
+    y = grey.astype(np.float32)
     iod_px = _iod_px(points)
-    y = luminance(patch)
-    gain = gain * skin_guard(y, skin_px, tuple(options.skin_guard), options.guard_sigma_iod * iod_px)
+    gain *= skin_guard(y, skin_px, tuple(options.skin_guard), options.guard_sigma_iod * iod_px / step)
+    # only where the gain is non-zero (grid rows/cols, one sample of margin for the upsampling)
+    nz = np.abs(gain) >= 1e-4
+    rows = np.flatnonzero(nz.any(axis=1))
+    if rows.size == 0:
+        return
+    cols = np.flatnonzero(nz[rows[0]:rows[-1] + 1].any(axis=0))
+    r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, gh)
+    c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, gw)
+    sub = np.ascontiguousarray(gain[r0:r1, c0:c1])
+    if step > 1:
+        up = cv2.resize(sub, ((c1 - c0) * step, (r1 - r0) * step), interpolation=cv2.INTER_LINEAR)
+        py0, px0 = r0 * step, c0 * step
+        py1, px1 = min(r1 * step, bh), min(c1 * step, bw)
+        up = up[:py1 - py0, :px1 - px0]
+    else:
+        up, py0, px0, py1, px1 = sub, r0, c0, r1, c1
     if limit is not None:
-        gain = gain * limit[y0:y1, x0:x1]
-    np.clip(gain, -options.max_log_gain, options.max_log_gain, out=gain)
-    gain[np.abs(gain) < 1e-4] = 0.0
-    out = image.copy()
-    out[y0:y1, x0:x1] = apply_luminance_gain(patch, gain)
-    return out
+        up = up * limit[y0 + py0:y0 + py1, x0 + px0:x0 + px1]
+    np.clip(up, -options.max_log_gain, options.max_log_gain, out=up)
+    target = image[y0 + py0:y0 + py1, x0 + px0:x0 + px1]
+    _add_luminance_gain(target, up)
+
+
+def _block_mean(img: np.ndarray, step: int, gh: int, gw: int) -> np.ndarray:
+    """Means of ``step x step`` blocks of ``img`` on a ``(gh, gw)`` grid (edges replicated)."""
+    h, w = img.shape[:2]
+    ph, pw = gh * step - h, gw * step - w
+    if ph or pw:
+        img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+    return cv2.resize(img, (gw, gh), interpolation=cv2.INTER_AREA)
+
+
+def _add_luminance_gain(rgb: np.ndarray, log_gain: np.ndarray) -> None:
+    """``rgb += Y (e^g - 1)`` in place (uint8 ``(h, w, 3)``, float32 ``(h, w)`` gain); pixels
+    with ``|Y (e^g - 1)| < 0.5`` (e.g. ``g == 0``) keep their value bit for bit."""
+    if rgb.size == 0:
+        return
+    y = _luma_u8(rgb)
+    delta = np.expm1(log_gain, dtype=np.float32)
+    delta *= y
+    rgb[...] = cv2.add(rgb, cv2.merge([delta, delta, delta]), dtype=cv2.CV_8U)
+
+
+def _luma_u8(rgb: np.ndarray) -> np.ndarray:
+    """``(h, w) float32`` BT.601 luminance of a ``uint8`` RGB image (unrounded)."""
+    return cv2.transform(rgb.astype(np.float32), LUMA.reshape(1, 3)).reshape(rgb.shape[:2])
 
 
 def _iod_px(points: np.ndarray) -> float:

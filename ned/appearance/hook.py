@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from ned.appearance.compose import render_gain
+from ned.appearance.compose import _render_gain_into, render_gain
 from ned.appearance.maps import AppearanceMaps, load_maps
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
@@ -163,6 +163,8 @@ class ExpressionAppearance:
         self._neutral_expression = np.mean(exprs, axis=0).astype(np.float32) if exprs else None
         self._last_index: int | None = None
         self._detail: np.ndarray | None = None
+        self._blend_key: bytes | None = None  # the last maps.blend input and output
+        self._blend: np.ndarray | None = None
 
     @property
     def maps(self) -> AppearanceMaps:
@@ -198,8 +200,13 @@ class ExpressionAppearance:
             w = weight if frame.detail_weight is None else float(frame.detail_weight)
             total += detail * np.float32(w * opts.detail_strength)
         if use_maps and opts.map_strength > 0:
-            d = np.where(delta > 0, delta, delta * opts.release_scale)
-            total += self.maps.blend(d) * np.float32(opts.map_strength)
+            d = np.where(delta > 0, delta, delta * opts.release_scale).astype(np.float32)
+            key = d.tobytes()
+            if key != self._blend_key or self._blend is None:
+                self._blend = self.maps.blend(d) * np.float32(opts.map_strength)
+                self._blend.setflags(write=False)
+                self._blend_key = key
+            total += self._blend
         return total
 
     def _frame_detail(self, frame: AppearanceFrame, delta: np.ndarray) -> tuple[np.ndarray | None, float]:
@@ -267,4 +274,10 @@ class ExpressionAppearance:
             return warped
         if not isinstance(payload, AppearanceFrame):
             raise ValueError(f"the appearance step needs an AppearanceFrame payload, got {type(payload).__name__}")
-        return self.apply(warped, ctx.dst_points, payload, limit=ctx.mask)
+        check_array(warped, "H W 3", np.uint8, name="warped")
+        gain = self.gain_uv(payload)
+        if not np.any(gain):
+            return warped
+        out = warped if warped.flags.writeable else warped.copy()  # the renderer allows in place
+        _render_gain_into(out, ctx.dst_points, gain, self.raster, self.options, limit=ctx.mask)
+        return out

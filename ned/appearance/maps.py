@@ -83,11 +83,17 @@ class AppearanceMaps:
         d = np.asarray(delta, np.float32)
         if d.shape != (len(Blendshape),):
             raise ValueError(f"delta: expected shape ({len(Blendshape)},), got {d.shape}")
-        use = self._active[np.abs(d[self._active]) > 1e-6]
-        if use.size == 0:
+        w = d[self._active]
+        small = np.abs(w) <= 1e-6
+        if small.all():
             return np.zeros((self.size, self.size), np.float32)
-        flat = self.log_gain[use].reshape(len(use), -1)
-        return (d[use] @ flat).reshape(self.size, self.size)
+        w[small] = 0.0
+        return (w @ self._active_flat).reshape(self.size, self.size)
+
+    @functools.cached_property
+    def _active_flat(self) -> np.ndarray:
+        """``(A, S * S) float32`` the maps with content, contiguous (one product per blend)."""
+        return np.ascontiguousarray(self.log_gain[self._active].reshape(len(self._active), -1), np.float32)
 
 
 def maps_path() -> Path:

@@ -211,7 +211,7 @@ HALF_RES_IOD_PX = 90.0
 
 
 def image_uv_map(points: np.ndarray, size: tuple[int, int], raster: UVRaster,
-                 depth: np.ndarray | None = None, step: int | None = None) -> ImageUV:
+                 depth: np.ndarray | None = None, step: int | None = None, upsample: bool = True) -> ImageUV:
     """Rasterise a posed mesh and give each covered pixel its texel coordinates.
 
     Args:
@@ -223,6 +223,11 @@ def image_uv_map(points: np.ndarray, size: tuple[int, int], raster: UVRaster,
             scaled to the mesh's size (right for near-frontal faces).
         step: rasterise every ``step`` pixels (1 or 2) and upsample the texel map
             bilinearly; None = 2 for faces wider than :data:`HALF_RES_IOD_PX`, else 1.
+            With ``upsample=False`` any step >= 1.
+        upsample: False = return the maps and coverage on the grid itself, ``(ceil(h /
+            step), ceil(w / step))``, sample ``(i, j)`` at box pixel ``(step j + o, step i
+            + o)``, ``o = (step - 1) / 2`` (what ``cv2.resize(..., INTER_LINEAR)`` by
+            ``step`` assumes); ``box`` is still in image pixels.
 
     Returns:
         :class:`ImageUV` over the bounding box of the mesh (clipped to the image).
@@ -238,8 +243,9 @@ def image_uv_map(points: np.ndarray, size: tuple[int, int], raster: UVRaster,
         from ned.morph.topology import inter_ocular_distance
 
         step = 2 if float(inter_ocular_distance(pts[:, :2])) > HALF_RES_IOD_PX else 1
-    if step not in (1, 2):
-        raise ValueError(f"step must be 1 or 2, got {step!r}")
+    if upsample and step not in (1, 2) or isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
+            or step < 1:
+        raise ValueError(f"step must be 1 or 2 (any integer >= 1 without upsampling), got {step!r}")
     if pts.shape[1] == 3:
         z = pts[:, 2]
     elif depth is not None:
@@ -269,7 +275,7 @@ def image_uv_map(points: np.ndarray, size: tuple[int, int], raster: UVRaster,
     map_x = c[..., 0] * xs + c[..., 1] * ys + c[..., 2]
     map_y = c[..., 3] * xs + c[..., 4] * ys + c[..., 5]
     covered = ids >= 0
-    if step > 1:
+    if step > 1 and upsample:
         full = (gw * step, gh * step)
         map_x = cv2.resize(map_x, full, interpolation=cv2.INTER_LINEAR)[:bh, :bw]
         map_y = cv2.resize(map_y, full, interpolation=cv2.INTER_LINEAR)[:bh, :bw]
