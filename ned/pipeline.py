@@ -200,9 +200,9 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
     limited range, no rotation; see :class:`ned.media.YuvImage`), and every sample
     outside the blend mask goes to the encoder exactly as decoded; frames without a
     face are not converted at all. The warp renderer then renders on the planes
-    themselves (:meth:`~ned.render.warp_renderer.WarpRenderer.render_planes`); a
-    renderer with an appearance step gets the face region in RGB and its change is
-    written back as a difference. Otherwise (``on_frame``, other formats) each frame is
+    themselves (:meth:`~ned.render.warp_renderer.WarpRenderer.render_planes`, its
+    appearance step as a luminance gain when it has one); a renderer that cannot
+    gets the face region in RGB and its change is written back as a difference. Otherwise (``on_frame``, other formats) each frame is
     rendered in RGB.
 
     Args:
@@ -218,7 +218,7 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
     edited = 0
     by_region = hasattr(renderer, "render_region")
     planar = on_frame is None and by_region
-    by_planes = planar and payloads is None and bool(getattr(renderer, "renders_planes", False))
+    by_planes = planar and bool(getattr(renderer, "renders_planes", False))
     frames = read_ahead(iter_planar_frames(source) if planar else iter_frames(source), _READ_AHEAD)
     with VideoWriter(output, width=info.width, height=info.height, fps=info.fps, audio_from=source,
                      comment=comment, options=encode, time_base=info.time_base) as writer, \
@@ -232,7 +232,8 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
             if isinstance(image, YuvImage) and writer.accepts(image):
                 picture = image.frame
                 if face and by_planes:
-                    planes = renderer.render_planes(image.y, image.u, image.v, src_landmarks[t], dst_landmarks[t])
+                    planes = renderer.render_planes(image.y, image.u, image.v, src_landmarks[t], dst_landmarks[t],
+                                                    payload=payload)
                     if planes.rendered:
                         edited += 1
                         picture = image.with_planes(int(planes.box[0]), int(planes.box[1]), planes.y, planes.u,

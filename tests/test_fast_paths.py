@@ -296,3 +296,36 @@ def test_nmfc_and_shape_together_equal_the_separate_renderers(edit):
         np.testing.assert_array_equal(nmfc, render_nmfc(v, (256, 240)))
         np.testing.assert_array_equal(shape, render_shape(v, (256, 240)))
         assert nmfc.any() and shape.any()
+
+
+def test_render_planes_with_appearance_matches_the_rgb_step_and_keeps_outside_samples(planar, edit):
+    from ned.appearance.hook import AppearanceFrame, ExpressionAppearance
+    from ned.appearance.options import AppearanceOptions
+
+    analysis, dst = edit
+    appearance = ExpressionAppearance(AppearanceOptions(mode="maps"))
+    renderer = make_renderer(RenderOptions(), appearance)
+    assert renderer.renders_planes
+    image, t = planar[1].image, planar[1].index
+    src_w = analysis.expressions()[t]
+    tgt_w = np.clip(src_w + 0.6, 0.0, 1.0).astype(np.float32)
+    payload = AppearanceFrame(src_w, tgt_w)
+    out = renderer.render_planes(image.y, image.u, image.v, analysis.landmarks[t], dst[t], payload=payload)
+    plain = make_renderer(RenderOptions()).render_planes(image.y, image.u, image.v, analysis.landmarks[t], dst[t])
+    x0, y0, x1, y1 = (int(v) for v in out.box)
+    outside = out.mask == 0
+    np.testing.assert_array_equal(out.y[outside], image.y[y0:y1, x0:x1][outside])
+    np.testing.assert_array_equal(out.u, plain.u)      # chroma untouched by the appearance step
+    np.testing.assert_array_equal(out.v, plain.v)
+    assert (out.y != plain.y).any()                    # the luma gain did something
+    # no change of weights: exactly the plain planar render
+    same = renderer.render_planes(image.y, image.u, image.v, analysis.landmarks[t], dst[t],
+                                  payload=AppearanceFrame(src_w, src_w.copy()))
+    np.testing.assert_array_equal(same.y, plain.y)
+    # the RGB path's result (appearance on RGB, written back as a difference), near enough
+    region = renderer.render_region(image, analysis.landmarks[t], dst[t], payload=payload)
+    ref = image.with_region(int(region.box[0]), int(region.box[1]), region.source, region.image,
+                            keep=region.mask == 0)
+    got = image.with_planes(x0, y0, out.y, out.u, out.v)
+    a, b = _planes(got)[0][y0:y1, x0:x1], _planes(ref)[0][y0:y1, x0:x1]
+    assert np.abs(a.astype(int) - b)[out.mask > 0.5].mean() < 1.5

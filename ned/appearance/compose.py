@@ -13,6 +13,8 @@ light skin get the same relative crease depth.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
 
@@ -20,7 +22,7 @@ from ned.appearance.options import AppearanceOptions
 from ned.appearance.texture import ImageUV, UVRaster, image_uv_map, sample_texture, skin_mask_uv
 from ned.types import check_array
 
-__all__ = ["LUMA", "luminance", "apply_luminance_gain", "skin_guard", "render_gain"]
+__all__ = ["LUMA", "luminance", "apply_luminance_gain", "skin_guard", "render_gain", "luma_gain_map"]
 
 #: BT.601 luma weights of R, G, B.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -135,20 +137,65 @@ def _render_gain_into(image: np.ndarray, points: np.ndarray, log_gain_uv: np.nda
                       options: AppearanceOptions, *, where: ImageUV | None = None,
                       limit: np.ndarray | None = None) -> None:
     """:func:`render_gain` writing into ``image`` (modified in place)."""
+    patch = _gain_patch(image.shape[:2], points, log_gain_uv, raster, options,
+                        lambda x0, y0, x1, y1: cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY),
+                        where=where, limit=limit)
+    if patch is not None:
+        (x0, y0), gain = patch
+        _add_luminance_gain(image[y0:y0 + gain.shape[0], x0:x0 + gain.shape[1]], gain)
+
+
+def luma_gain_map(shape: tuple[int, int], points: np.ndarray, log_gain_uv: np.ndarray, raster: UVRaster,
+                  options: AppearanceOptions, luma: np.ndarray, *, where: ImageUV | None = None,
+                  limit: np.ndarray | None = None) -> np.ndarray:
+    """The image-space log gain that :func:`render_gain` applies, without applying it.
+
+    Args:
+        shape: ``(H, W)`` of the image.
+        points, log_gain_uv, raster, options, where, limit: as in :func:`render_gain`.
+        luma: ``(H, W)`` luminance of the image, ``uint8`` or ``float32``, on any linear
+            scale whose 0 is black (only ratios to the skin's median are used), e.g. the
+            RGB luminance or ``Y' - 16`` of limited-range video.
+
+    Returns:
+        ``(H, W) float32`` natural-log gain, clipped to ``options.max_log_gain``; 0 outside
+        the skin (and where ``limit`` is 0).
+    """
+    h, w = shape[:2]
+    check_array(luma, f"{h} {w}", name="luma")
+    out = np.zeros((h, w), np.float32)
+    patch = _gain_patch((h, w), points, log_gain_uv, raster, options,
+                        lambda x0, y0, x1, y1: luma[y0:y1, x0:x1], where=where, limit=limit)
+    if patch is not None:
+        (x0, y0), gain = patch
+        out[y0:y0 + gain.shape[0], x0:x0 + gain.shape[1]] = gain
+    return out
+
+
+def _gain_patch(shape: tuple[int, int], points: np.ndarray, log_gain_uv: np.ndarray, raster: UVRaster,
+                options: AppearanceOptions, luma_box: Callable[[int, int, int, int], np.ndarray], *,
+                where: ImageUV | None = None, limit: np.ndarray | None = None
+                ) -> tuple[tuple[int, int], np.ndarray] | None:
+    """The clipped image-space log gain over the rectangle where it is non-zero:
+    ``((x0, y0), (h, w) float32)``, or None when it is zero everywhere.
+
+    ``luma_box(x0, y0, x1, y1)`` returns the image's luminance over a rectangle (any
+    linear scale with 0 = black: :func:`skin_guard` uses ratios only).
+    """
     if not np.any(log_gain_uv):
-        return
+        return None
+    h, w = shape[:2]
     if limit is not None:
-        check_array(limit, f"{image.shape[0]} {image.shape[1]}", name="limit")
+        check_array(limit, f"{h} {w}", name="limit")
     pts = np.asarray(points)
     if where is None:
-        h, w = image.shape[:2]
         span = max(float(np.ptp(pts[:468, 0])), float(np.ptp(pts[:468, 1])), 1.0)
         step = max(1, int(round(span / GAIN_GRID_PX)))
         where = image_uv_map(pts, (h, w), raster, step=step, upsample=False)
     else:
         step = 1
     if where.empty:
-        return
+        return None
     x0, y0, x1, y1 = (int(v) for v in where.box)
     bh, bw = y1 - y0, x1 - x0
     gh, gw = where.map_x.shape
@@ -156,9 +203,8 @@ def _render_gain_into(image: np.ndarray, points: np.ndarray, log_gain_uv: np.nda
     both = cv2.merge([np.multiply(log_gain_uv, skin, dtype=np.float32), np.asarray(skin, np.float32)])
     sampled = sample_texture(both, where)
     gain, skin_px = sampled[..., 0], sampled[..., 1]
-    patch = image[y0:y1, x0:x1]
     # luminance on the grid: block means of the patch (grid sample j covers pixels step*j ..)
-    grey = cv2.cvtColor(patch, cv2.COLOR_RGB2GRAY)
+    grey = luma_box(x0, y0, x1, y1)
     if step > 1:
         grey = _block_mean(grey, step, gh, gw)
     y = grey.astype(np.float32)
@@ -168,7 +214,7 @@ def _render_gain_into(image: np.ndarray, points: np.ndarray, log_gain_uv: np.nda
     nz = np.abs(gain) >= 1e-4
     rows = np.flatnonzero(nz.any(axis=1))
     if rows.size == 0:
-        return
+        return None
     cols = np.flatnonzero(nz[rows[0]:rows[-1] + 1].any(axis=0))
     r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, gh)
     c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, gw)
@@ -183,8 +229,7 @@ def _render_gain_into(image: np.ndarray, points: np.ndarray, log_gain_uv: np.nda
     if limit is not None:
         up = up * limit[y0 + py0:y0 + py1, x0 + px0:x0 + px1]
     np.clip(up, -options.max_log_gain, options.max_log_gain, out=up)
-    target = image[y0 + py0:y0 + py1, x0 + px0:x0 + px1]
-    _add_luminance_gain(target, up)
+    return (x0 + px0, y0 + py0), np.ascontiguousarray(up, np.float32)
 
 
 def _block_mean(img: np.ndarray, step: int, gh: int, gw: int) -> np.ndarray:

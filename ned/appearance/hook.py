@@ -31,9 +31,10 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
+import cv2
 import numpy as np
 
-from ned.appearance.compose import _render_gain_into, render_gain
+from ned.appearance.compose import _render_gain_into, luma_gain_map, render_gain
 from ned.appearance.maps import AppearanceMaps, load_maps
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
@@ -266,14 +267,49 @@ class ExpressionAppearance:
             return image.copy()
         return render_gain(image, points, gain, self.raster, self.options, limit=limit)
 
+    def luma_gain(self, luma: np.ndarray, ctx: "AppearanceContext") -> np.ndarray:
+        """The step as a luminance gain, for renderers that work on luma (YUV planes).
+
+        The RGB step (:meth:`__call__`) adds ``Y (e^g - 1)`` to R, G and B, which changes
+        only the luma of BT.601 video: ``Y' += (Y' - 16) (e^g - 1)`` (limited range) or
+        ``Y' (e^g - 1)`` (full range), chroma unchanged. This returns that ``g``.
+
+        Args:
+            luma: ``(h, w)`` the warped region's luminance: ``uint8`` limited-range
+                ``Y'`` (16 = black), or ``float32`` on any linear scale whose 0 is black
+                (e.g. full-range luma in [0, 1]).
+            ctx: the renderer's context (``payload`` an :class:`AppearanceFrame` or None).
+
+        Returns:
+            ``(h, w) float32`` natural-log gain, 0 outside the skin and the blend mask
+            (all zero without a payload or a change). Updates the temporal state like
+            :meth:`__call__`: call once per frame.
+        """
+        payload = self._payload(ctx)
+        h, w = np.asarray(luma).shape[:2]
+        if payload is None:
+            return np.zeros((h, w), np.float32)
+        if luma.dtype == np.uint8:
+            luma = cv2.subtract(luma, 16)  # limited range: 16 = black (saturating)
+        check_array(luma, f"{h} {w}", name="luma")
+        gain = self.gain_uv(payload)
+        if not np.any(gain):
+            return np.zeros((h, w), np.float32)
+        return luma_gain_map((h, w), ctx.dst_points, gain, self.raster, self.options, luma, limit=ctx.mask)
+
+    @staticmethod
+    def _payload(ctx: "AppearanceContext") -> AppearanceFrame | None:
+        payload: Any = ctx.payload
+        if payload is not None and not isinstance(payload, AppearanceFrame):
+            raise ValueError(f"the appearance step needs an AppearanceFrame payload, got {type(payload).__name__}")
+        return payload
+
     def __call__(self, warped: np.ndarray, ctx: "AppearanceContext") -> np.ndarray:
         """The renderer's hook: ``ctx.payload`` must be an :class:`AppearanceFrame` (or None:
         unchanged)."""
-        payload: Any = ctx.payload
+        payload = self._payload(ctx)
         if payload is None:
             return warped
-        if not isinstance(payload, AppearanceFrame):
-            raise ValueError(f"the appearance step needs an AppearanceFrame payload, got {type(payload).__name__}")
         check_array(warped, "H W 3", np.uint8, name="warped")
         gain = self.gain_uv(payload)
         if not np.any(gain):

@@ -175,12 +175,14 @@ class AppearanceContext:
     Attributes:
         origin: ``(2,) int`` ``(x0, y0)`` of the region in frame pixels
             (``frame_px = region_px + origin``).
-        source: ``(h, w, 3) uint8`` the unwarped region of the input frame (read-only).
+        source: ``(h, w, 3) uint8`` the unwarped region of the input frame (read-only;
+            the luma ``(h, w) uint8`` from :meth:`WarpRenderer.render_planes`).
         src_points: ``(N, 2) float32`` source landmarks in region pixels.
         dst_points: ``(N, 2) float32`` edited landmarks in region pixels (the geometry of
             the warped image).
         anchors: ``(K, 2) float32`` the fixed anchor ring, region pixels.
-        coverage: ``(h, w) float32`` 1 inside the warped triangles (face and band).
+        coverage: ``(h, w) float32`` 1 inside the warped triangles (face and band); None
+            from :meth:`WarpRenderer.render_planes` (not computed there).
         mask: ``(h, w) float32`` the blend mask; changes outside it are discarded.
         mesh: the triangulation (face triangles, then the band to the anchors).
         payload: whatever the caller passed to :meth:`WarpRenderer.render` (e.g. the
@@ -192,7 +194,7 @@ class AppearanceContext:
     src_points: np.ndarray
     dst_points: np.ndarray
     anchors: np.ndarray
-    coverage: np.ndarray
+    coverage: np.ndarray | None
     mask: np.ndarray
     mesh: WarpMesh
     payload: Any = None
@@ -301,26 +303,36 @@ class WarpRenderer:
         origin = np.array([x0, y0], np.float64)
         mask = soft_mask(polygon - origin, (y1 - y0, x1 - x0), feather)
         if self.appearance is not None:
-            view = region.view()
-            view.flags.writeable = False
-            ctx = AppearanceContext(origin=np.array([x0, y0], np.int64), source=view,
-                                    src_points=(src - origin).astype(np.float32),
-                                    dst_points=(dst - origin).astype(np.float32),
-                                    anchors=(anchors - origin).astype(np.float32), coverage=coverage, mask=mask,
-                                    mesh=mesh, payload=payload)
+            ctx = self._context(region, src, dst, anchors, (x0, y0), coverage, mask, payload)
             warped = self.appearance(warped, ctx)
             check_array(warped, f"{y1 - y0} {x1 - x0} 3", np.uint8, name="appearance output")
         composited = blend(region, warped, mask, opts.blend)
         return RenderedRegion(box=np.array([x0, y0, x1, y1], np.int32), source=region, image=composited, mask=mask)
 
+    def _context(self, source: np.ndarray, src: np.ndarray, dst: np.ndarray, anchors: np.ndarray,
+                 origin: tuple[int, int], coverage: np.ndarray | None, mask: np.ndarray,
+                 payload: Any) -> AppearanceContext:
+        """The appearance step's :class:`AppearanceContext` of an output box at ``origin``
+        (``source``: the unwarped box, shown read-only; points in frame pixels)."""
+        view = source.view()
+        view.flags.writeable = False
+        o = np.array(origin, np.float64)
+        return AppearanceContext(origin=np.array(origin, np.int64), source=view,
+                                 src_points=(src - o).astype(np.float32), dst_points=(dst - o).astype(np.float32),
+                                 anchors=(anchors - o).astype(np.float32), coverage=coverage, mask=mask,
+                                 mesh=self.mesh, payload=payload)
+
     @property
     def renders_planes(self) -> bool:
-        """True when :meth:`render_planes` can be used: no appearance step (it works in
-        RGB) and a blend that works per plane (``laplacian`` or ``copy``)."""
-        return self.appearance is None and self.options.blend.method in ("laplacian", "copy")
+        """True when :meth:`render_planes` can be used: a blend that works per plane
+        (``laplacian`` or ``copy``) and no appearance step, or one that is a luminance gain
+        (it has a ``luma_gain(luma, ctx)`` method, e.g.
+        :class:`ned.appearance.hook.ExpressionAppearance`)."""
+        return (self.appearance is None or callable(getattr(self.appearance, "luma_gain", None))) \
+            and self.options.blend.method in ("laplacian", "copy")
 
     def render_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray, src_landmarks: np.ndarray,
-                      dst_landmarks: np.ndarray) -> RenderedPlanes:
+                      dst_landmarks: np.ndarray, *, payload: Any = None) -> RenderedPlanes:
         """:meth:`render_region` on the planes of an 8-bit YUV 4:2:0 picture, without RGB.
 
         The warp and the blend are linear in the pixel values, so they can run on the
@@ -330,10 +342,16 @@ class WarpRenderer:
         outside the mask; there, and at every luma sample with mask 0, the output equals
         the input bit for bit.
 
+        An appearance step runs as a luminance gain ``g`` on the warped luma, before the
+        blend (``appearance.luma_gain(warped luma, ctx) -> (h, w) log gain``; chroma is
+        untouched): ``Y' += (Y' - 16) (e^g - 1)``, which is what adding ``Y (e^g - 1)`` to
+        R, G and B does to limited-range BT.601 video. Its context's ``source`` is the
+        unwarped luma box ``(h, w) uint8`` and its ``coverage`` None (not computed).
+
         Args:
-            y: ``(H, W) uint8`` luma plane (``H``, ``W`` even).
+            y: ``(H, W) uint8`` luma plane (``H``, ``W`` even), limited range.
             u, v: ``(H / 2, W / 2) uint8`` chroma planes.
-            src_landmarks, dst_landmarks: as in :meth:`render`.
+            src_landmarks, dst_landmarks, payload: as in :meth:`render`.
 
         Returns:
             :class:`RenderedPlanes` (empty when the face is missing or off the frame).
@@ -342,7 +360,8 @@ class WarpRenderer:
             ValueError: bad shapes or dtypes, or when :attr:`renders_planes` is False.
         """
         if not self.renders_planes:
-            raise ValueError("render_planes: needs no appearance step and a laplacian or copy blend")
+            raise ValueError("render_planes: needs a laplacian or copy blend and no appearance step "
+                             "or a luminance-gain one")
         check_array(y, "H W", np.uint8, name="y")
         height, width = y.shape
         if height % 2 or width % 2:
@@ -365,9 +384,25 @@ class WarpRenderer:
         y_in, u_in, v_in = y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1]
         map_xy = box_maps(np.concatenate([src, anchors]), np.concatenate([dst, anchors]), mesh.triangles,
                           (x0, y0, x1, y1), map_step=opts.map_step)
-        if map_xy is None:  # nothing moves: the blend of an identical picture is the picture
+        gain = None
+        if self.appearance is not None:
+            y_warped = y_in if map_xy is None else \
+                cv2.remap(y, map_xy, None, _INTERPOLATIONS[opts.interpolation], borderMode=cv2.BORDER_REPLICATE)
+            ctx = self._context(y_in, src, dst, anchors, (x0, y0), None, mask, payload)
+            gain = self.appearance.luma_gain(y_warped, ctx)
+            check_array(gain, f"{y1 - y0} {x1 - x0}", np.float32, name="appearance luma gain")
+            if not gain.any():
+                gain = None
+        if map_xy is None and gain is None:  # nothing changes: the blend of an identical picture is the picture
             return RenderedPlanes(np.array([x0, y0, x1, y1], np.int32), y_in.copy(), u_in.copy(), v_in.copy(), mask)
-        y_warped = cv2.remap(y, map_xy, None, _INTERPOLATIONS[opts.interpolation], borderMode=cv2.BORDER_REPLICATE)
+        if map_xy is None:  # only the luma changes
+            y_out = blend_box(y_in, _add_luma_gain(y_in, gain), mask, opts.blend)
+            return RenderedPlanes(np.array([x0, y0, x1, y1], np.int32), y_out, u_in.copy(), v_in.copy(), mask)
+        if gain is None:
+            y_warped = cv2.remap(y, map_xy, None, _INTERPOLATIONS[opts.interpolation],
+                                 borderMode=cv2.BORDER_REPLICATE)
+        else:
+            y_warped = _add_luma_gain(y_warped, gain)
         # A chroma sample covers a 2x2 block: its source is the block's mean source
         # position, in chroma pixels (luma position p -> chroma (p - 0.5) / 2). Chroma is
         # smooth at half resolution: bilinear resampling is enough there.
@@ -409,6 +444,14 @@ class WarpRenderer:
         if points.ndim != 2 or points.shape[0] < self.mesh.n_points or points.shape[1] not in (2, 3):
             raise ValueError(f"{name}: expected shape (>= {self.mesh.n_points}, 2|3), got {points.shape}")
         return points[: self.mesh.n_points, :2].astype(np.float64)
+
+
+def _add_luma_gain(y: np.ndarray, log_gain: np.ndarray) -> np.ndarray:
+    """``Y' + (Y' - 16) (e^g - 1)`` rounded and clipped to uint8 (limited-range luma: a
+    luminance gain ``e^g``); samples with ``g == 0`` keep their value."""
+    delta = np.expm1(log_gain, dtype=np.float32)
+    delta *= cv2.subtract(y, 16)  # saturating: super-black luma is black, as in RGB
+    return cv2.add(y, delta, dtype=cv2.CV_8U)
 
 
 def _box(points: np.ndarray, margin: int, width: int, height: int, *, even: bool = False) -> tuple[int, int, int, int]:
