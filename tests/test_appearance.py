@@ -246,19 +246,18 @@ class TestMaps:
         with pytest.raises(ModelFileError):
             load_maps(tmp_path / "nope.npz")
 
-    def test_hook_blend_matches_maps_blend(self):
-        # the hook blends the maps without BLAS (speed); it must equal AppearanceMaps.blend
+    def test_blend_is_the_weighted_sum_and_deterministic(self):
         maps = load_maps()
-        app = ExpressionAppearance(maps=maps)
         rng = np.random.default_rng(3)
         for _ in range(3):
             d = ((rng.random(K) - 0.5) * 0.4).astype(np.float32)
-            d[rng.random(K) < 0.3] = 1e-7  # below the zero threshold
-            got = app._blend_maps(d)
+            d[rng.random(K) < 0.3] = 1e-7  # below the zero threshold: counts as 0
+            got = maps.blend(d)
+            want = np.tensordot(np.where(np.abs(d) <= 1e-6, 0, d).astype(np.float64), maps.log_gain, 1)
             assert got.dtype == np.float32 and got.shape == (maps.size, maps.size)
-            np.testing.assert_allclose(got, maps.blend(d), atol=1e-6)
-            np.testing.assert_array_equal(got, app._blend_maps(d.copy()))  # deterministic
-        assert not app._blend_maps(np.zeros(K, np.float32)).any()
+            np.testing.assert_allclose(got, want, atol=1e-5)
+            np.testing.assert_array_equal(got, maps.blend(d.copy()))
+        assert not maps.blend(np.zeros(K, np.float32)).any()
 
 
 # --------------------------------------------------------------------------- ratio transfer

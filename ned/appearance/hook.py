@@ -166,7 +166,6 @@ class ExpressionAppearance:
         self._detail: np.ndarray | None = None
         self._blend_key: bytes | None = None  # the last maps.blend input and output
         self._blend: np.ndarray | None = None
-        self._flat_maps: tuple[AppearanceMaps, np.ndarray, np.ndarray] | None = None  # maps, active, (A, S*S)
 
     @property
     def maps(self) -> AppearanceMaps:
@@ -205,29 +204,11 @@ class ExpressionAppearance:
             d = np.where(delta > 0, delta, delta * opts.release_scale).astype(np.float32)
             key = d.tobytes()
             if key != self._blend_key or self._blend is None:
-                self._blend = self._blend_maps(d) * np.float32(opts.map_strength)
+                self._blend = self.maps.blend(d) * np.float32(opts.map_strength)
                 self._blend.setflags(write=False)
                 self._blend_key = key
             total += self._blend
         return total
-
-    def _blend_maps(self, delta: np.ndarray) -> np.ndarray:
-        """:meth:`AppearanceMaps.blend` (``sum_k delta[k] * log_gain[k]``, same zero rule) without
-        BLAS: a ``(A,) @ (A, S*S)`` float32 product goes to OpenBLAS ``sgemv``, whose threads
-        take ~8 ms per frame on a busy 2-core machine (the decoder's threads compete); the
-        plain ``einsum`` loop takes ~0.2 ms and is deterministic."""
-        maps = self.maps
-        if self._flat_maps is None or self._flat_maps[0] is not maps:
-            active = np.flatnonzero(np.abs(maps.log_gain).reshape(len(maps.log_gain), -1).max(1) > 0)
-            flat = np.ascontiguousarray(maps.log_gain[active].reshape(len(active), -1), np.float32)
-            self._flat_maps = (maps, active, flat)
-        _, active, flat = self._flat_maps
-        w = np.asarray(delta, np.float32)[active]
-        small = np.abs(w) <= 1e-6
-        if small.all():
-            return np.zeros((maps.size, maps.size), np.float32)
-        w[small] = 0.0
-        return np.einsum("a,an->n", w, flat).reshape(maps.size, maps.size)
 
     def _frame_detail(self, frame: AppearanceFrame, delta: np.ndarray) -> tuple[np.ndarray | None, float]:
         """Detail map of this frame's reference or exemplars, and its automatic weight."""

@@ -88,7 +88,10 @@ class AppearanceMaps:
         if small.all():
             return np.zeros((self.size, self.size), np.float32)
         w[small] = 0.0
-        return (w @ self._active_flat).reshape(self.size, self.size)
+        # einsum, not ``w @ flat``: a (A,) @ (A, S*S) float32 product goes to OpenBLAS sgemv,
+        # whose threads take ~8 ms on a busy 2-core machine (the decoder's threads compete);
+        # the plain einsum loop takes ~0.2 ms and is deterministic.
+        return np.einsum("a,an->n", w, self._active_flat).reshape(self.size, self.size)
 
     @functools.cached_property
     def _active_flat(self) -> np.ndarray:
