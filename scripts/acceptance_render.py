@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ned.evaluate.evaluate import EvaluateOptions, evaluate_videos
-from ned.evaluate.suite import parse_clip_name
+from ned.labels import parse_clip_path
 from ned.manipulate.plan import ManipulationSpec
 from ned.pipeline import EditOptions, edit_video
 
@@ -60,7 +60,7 @@ def main() -> None:
             "audio_duration_diff_s": c.audio_duration_diff_s,
             "mouth_r": r.speech.aperture_r, "identity": r.identity.mean_distance,
             "rate_in": r.emotion.accuracy_in, "rate_out": r.emotion.accuracy_out,
-            "jitter_ratio": r.temporal.jitter_ratio, "labelled": parse_clip_name(case.source) is not None,
+            "jitter_ratio": r.temporal.jitter_ratio, "labelled": parse_clip_path(case.source) is not None,
         }
         rows.append(row)
         print(f"{row['clip']:<40} {row['emotion']:<10} container {'ok' if row['container_ok'] else 'DIFF'} "

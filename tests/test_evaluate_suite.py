@@ -9,18 +9,19 @@ import pytest
 
 from ned.cli import main
 from ned.errors import InputError
-from ned.evaluate.suite import SuiteRow, find_labelled_clips, parse_clip_name, suite_scores
+from ned.evaluate.suite import SuiteRow, suite_scores
+from ned.labels import discover_clips, parse_clip_path
 from ned.sample import make_sample_clip
 
 
 def test_parse_flat_and_tree_names(tmp_path):
-    flat = parse_clip_name(Path("M030_front_surprised_level3_001.mp4"))
+    flat = parse_clip_path(Path("M030_front_surprised_level3_001.mp4"))
     assert (flat.actor, flat.emotion, flat.level) == ("M030", "surprised", 3)
-    assert parse_clip_name(Path("W009_front_disgust_level_1_002.mp4")).emotion == "disgusted"
+    assert parse_clip_path(Path("W009_front_disgust_level_1_002.mp4")).emotion == "disgusted"
     tree = tmp_path / "M003" / "video" / "front" / "fear" / "level_2" / "005.mp4"
-    c = parse_clip_name(tree, tmp_path)
+    c = parse_clip_path(tree, tmp_path)
     assert (c.actor, c.emotion, c.level) == ("M003", "fear", 2)
-    assert parse_clip_name(Path("holiday.mp4")) is None
+    assert parse_clip_path(Path("holiday.mp4")) is None
 
 
 def test_scores_are_sum_of_edited_over_sum_of_real():
@@ -33,7 +34,7 @@ def test_scores_are_sum_of_edited_over_sum_of_real():
 def test_folder_without_labels_is_a_clear_error(tmp_path):
     (tmp_path / "x.mp4").write_bytes(b"")
     with pytest.raises(InputError, match="actor"):
-        find_labelled_clips(tmp_path)
+        discover_clips(tmp_path)
 
 
 def test_tiny_suite_run(tmp_path, capsys):

@@ -27,11 +27,9 @@ Layout of a bank folder::
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -39,6 +37,8 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from ned.labels import LabelledClip, discover_clips
+from ned.manipulate.emotions import EMOTIONS, canonical_emotion
 from ned.appearance.hook import detail_weight, emotion_delta
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
@@ -63,13 +63,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BANK_VERSION = 1
-#: Emotion names of a bank (NED's eight, as in MEAD); aliases are mapped onto them.
-EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")
-_ALIASES = {"anger": "angry", "disgust": "disgusted", "fearful": "fear", "afraid": "fear",
-            "happiness": "happy", "sadness": "sad", "surprise": "surprised"}
-_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
-_MEAD_NAME = re.compile(r"^(?P<actor>[A-Za-z0-9]+)_(?P<view>[a-z_]+?)_(?P<emotion>[a-z]+)_level_?(?P<level>\d+)_"
-                        r"(?P<take>\d+)$")
 
 
 def normalise_emotion(name: str) -> str:
@@ -78,28 +71,7 @@ def normalise_emotion(name: str) -> str:
     Raises:
         InputError: an unknown name.
     """
-    key = name.strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in EMOTIONS:
-        raise InputError(f"unknown emotion {name!r}; use one of: {', '.join(EMOTIONS)}")
-    return key
-
-
-@dataclass(frozen=True)
-class LabelledClip:
-    """A clip and its labels.
-
-    Attributes:
-        path: the video file.
-        actor: who acts in it (exemplars are relative to the same actor's neutral frames).
-        emotion: one of :data:`EMOTIONS`.
-        level: intensity level when known (MEAD: 1..3), else 0.
-    """
-
-    path: Path
-    actor: str
-    emotion: str
-    level: int = 0
+    return canonical_emotion(name)
 
 
 @dataclass(frozen=True)
@@ -130,82 +102,6 @@ class BankOptions:
         if not isinstance(self.appearance, AppearanceOptions):
             raise ValueError(f"BankOptions.appearance must be an AppearanceOptions, got "
                              f"{type(self.appearance).__name__}")
-
-
-# ---------------------------------------------------------------------------------------
-# Discovering labelled clips
-# ---------------------------------------------------------------------------------------
-def discover_clips(folder: str | os.PathLike, csv_path: str | os.PathLike | None = None) -> list[LabelledClip]:
-    """Find labelled clips in a folder (MEAD names or tree) or listed in a CSV.
-
-    Args:
-        folder: searched recursively for videos (ignored entries are logged).
-        csv_path: a CSV with header ``path,emotion[,actor]``; when given only its rows
-            are used (paths relative to the CSV's folder unless absolute).
-
-    Returns:
-        Clips sorted by (actor, emotion, path).
-
-    Raises:
-        InputError: a missing folder / CSV, a malformed CSV row, or no labelled clip.
-    """
-    root = Path(folder)
-    clips: list[LabelledClip] = []
-    if csv_path is not None:
-        clips = _clips_from_csv(Path(csv_path))
-    else:
-        if not root.is_dir():
-            raise InputError(f"{root}: not a folder of clips")
-        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in _VIDEO_SUFFIXES and p.is_file()):
-            clip = _clip_from_name(path, root)
-            if clip is None:
-                logger.info("skipping %s: no MEAD-style label in its name or folders (use --csv)", path)
-            else:
-                clips.append(clip)
-    if not clips:
-        raise InputError(f"{csv_path or root}: no labelled clips found; name them "
-                         "<actor>_<view>_<emotion>_level<k>_<nnn>.mp4 or give --csv path,emotion,actor")
-    return sorted(clips, key=lambda c: (c.actor, c.emotion, str(c.path)))
-
-
-def _clip_from_name(path: Path, root: Path) -> LabelledClip | None:
-    m = _MEAD_NAME.match(path.stem)
-    if m:
-        try:
-            return LabelledClip(path, m["actor"], normalise_emotion(m["emotion"]), int(m["level"]))
-        except InputError:
-            return None
-    parts = path.relative_to(root).parts
-    # MEAD tree: <actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4 (root may be inside it)
-    for i in range(len(parts) - 2, 0, -1):
-        level = re.fullmatch(r"level_?(\d+)", parts[i])
-        if level and i >= 1:
-            try:
-                emotion = normalise_emotion(parts[i - 1])
-            except InputError:
-                return None
-            actor = parts[i - 4] if i >= 4 and parts[i - 3] == "video" else (parts[0] if i >= 2 else root.name)
-            return LabelledClip(path, actor, emotion, int(level[1]))
-    return None
-
-
-def _clips_from_csv(csv_path: Path) -> list[LabelledClip]:
-    if not csv_path.is_file():
-        raise InputError(f"{csv_path}: label CSV not found")
-    out = []
-    with csv_path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or not {"path", "emotion"} <= set(reader.fieldnames):
-            raise InputError(f"{csv_path}: needs a header with columns path,emotion[,actor]")
-        for line, row in enumerate(reader, start=2):
-            path = Path(row["path"])
-            if not path.is_absolute():
-                path = csv_path.parent / path
-            if not path.is_file():
-                raise InputError(f"{csv_path}:{line}: {path} does not exist")
-            actor = (row.get("actor") or "").strip() or path.stem.split("_")[0]
-            out.append(LabelledClip(path, actor, normalise_emotion(row["emotion"] or ""), 0))
-    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 against the same classifier on the actor's real acted clips.
 
 Clips are found by MEAD-style names (``<actor>_<view>_<emotion>_level<k>_<nnn>.mp4``)
-or in a MEAD tree (``<actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4``). For each
+or in a MEAD tree (``<actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4``), see :mod:`ned.labels`. For each
 actor with a neutral clip and each target emotion E:
 
 - label-driven: ``ned edit --emotion E`` on the neutral clip;
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -28,6 +27,7 @@ from typing import Iterable
 import numpy as np
 
 from ned.errors import InputError
+from ned.labels import discover_clips
 from ned.evaluate.evaluate import EvaluateOptions, evaluate_videos
 from ned.evaluate.models import FaceFinder, fer_label, load_emotion_classifier, load_face_models
 from ned.manipulate.emotions import canonical_emotion
@@ -36,52 +36,6 @@ from ned.media import iter_frames
 logger = logging.getLogger(__name__)
 
 SUITE_EMOTIONS = ("angry", "disgusted", "fear", "happy", "sad", "surprised")
-_FLAT = re.compile(r"^(?P<actor>[^_]+)_(?P<view>[^_]+)_(?P<emotion>[a-z]+)_level_?(?P<level>\d+)_(?P<n>\d+)$", re.I)
-_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
-
-
-@dataclass(frozen=True)
-class LabelledClip:
-    """A clip with its actor and acted emotion."""
-
-    path: Path
-    actor: str
-    emotion: str
-    level: int
-
-
-def parse_clip_name(path: Path, root: Path | None = None) -> LabelledClip | None:
-    """Actor, emotion and level from a MEAD-style name or MEAD-tree path; None if neither."""
-    m = _FLAT.match(path.stem)
-    if m:
-        try:
-            return LabelledClip(path, m["actor"], canonical_emotion(m["emotion"]), int(m["level"]))
-        except InputError:
-            return None
-    parts = path.relative_to(root).parts if root is not None else path.parts
-    if len(parts) >= 6 and parts[-5] in ("video", "videos"):
-        actor, emotion, level = parts[-6], parts[-3], parts[-2]
-        try:
-            return LabelledClip(path, actor, canonical_emotion(emotion), int(level.split("_")[-1]))
-        except (InputError, ValueError):
-            return None
-    return None
-
-
-def find_labelled_clips(folder: Path) -> list[LabelledClip]:
-    """Every labelled clip below ``folder`` (name order).
-
-    Raises:
-        InputError: the folder is missing or holds no labelled clip.
-    """
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder of clips")
-    clips = [c for p in sorted(folder.rglob("*")) if p.suffix.lower() in _VIDEO_SUFFIXES
-             for c in [parse_clip_name(p, folder)] if c is not None]
-    if not clips:
-        raise InputError(f"{folder}: no clip named like <actor>_<view>_<emotion>_level<k>_<nnn>.mp4 "
-                         "or laid out as <actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4")
-    return clips
 
 
 def fer_rate(path: Path, emotion: str, *, max_side: int = 640) -> float:
@@ -140,8 +94,8 @@ def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE
     from ned.pipeline import EditOptions, analyse_clip, edit_analysed
 
     emotions = tuple(canonical_emotion(e) for e in emotions)
-    clips = find_labelled_clips(clips_dir)
-    refs = find_labelled_clips(ref_clips_dir) if ref_clips_dir is not None else []
+    clips = discover_clips(clips_dir)
+    refs = discover_clips(ref_clips_dir) if ref_clips_dir is not None else []
     neutral = {}
     for c in clips:
         if c.emotion == "neutral":
