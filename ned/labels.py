@@ -26,7 +26,7 @@ __all__ = ["LabelledClip", "discover_clips", "parse_clip_path", "read_labels_csv
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-_MEAD_NAME = re.compile(r"^(?P<actor>[A-Za-z0-9]+)_(?P<view>[A-Za-z_]+?)_(?P<emotion>[A-Za-z]+)_level_?(?P<level>\d+)_"
+_MEAD_NAME = re.compile(r"^(?P<actor>[A-Za-z0-9]+)_(?P<view>.+?)_(?P<emotion>[A-Za-z]+)_level_?(?P<level>\d+)_"
                         r"(?P<take>\d+)$")
 
 
@@ -39,12 +39,14 @@ class LabelledClip:
         actor: who acts in it.
         emotion: a canonical name of :data:`ned.manipulate.emotions.EMOTIONS`.
         level: intensity level when known (MEAD: 1..3), else 0.
+        view: camera view when known (MEAD: ``front``, ``left_30``, ...), else None.
     """
 
     path: Path
     actor: str
     emotion: str
     level: int = 0
+    view: str | None = None
 
 
 def _emotion(name: str) -> str | None:
@@ -64,7 +66,7 @@ def parse_clip_path(path: Path, root: Path | None = None) -> LabelledClip | None
     m = _MEAD_NAME.match(path.stem)
     if m:
         emotion = _emotion(m["emotion"])
-        return LabelledClip(path, m["actor"], emotion, int(m["level"])) if emotion else None
+        return LabelledClip(path, m["actor"], emotion, int(m["level"]), m["view"].lower()) if emotion else None
     parts = path.relative_to(root).parts if root is not None else path.parts
     for i in range(len(parts) - 2, 0, -1):
         level = re.fullmatch(r"level_?(\d+)", parts[i], re.IGNORECASE)
@@ -76,7 +78,8 @@ def parse_clip_path(path: Path, root: Path | None = None) -> LabelledClip | None
                 actor = parts[i - 4]
             else:
                 actor = parts[0] if i >= 2 else (root.name if root is not None else path.parent.name)
-            return LabelledClip(path, actor, emotion, int(level[1]))
+            view = parts[i - 2].lower() if i >= 2 else None
+            return LabelledClip(path, actor, emotion, int(level[1]), view)
     return None
 
 
@@ -100,7 +103,7 @@ def read_labels_csv(csv_path: Path) -> list[LabelledClip]:
                 path = csv_path.parent / path
             if not path.is_file():
                 raise InputError(f"{csv_path}:{line}: {path} does not exist")
-            actor = row.get("actor") or path.stem.split("_")[0]
+            actor = row.get("actor") or path.parent.name
             try:
                 emotion = canonical_emotion(row["emotion"])
             except InputError as err:

@@ -19,12 +19,10 @@ never cross them.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import multiprocessing
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ned.labels import LabelledClip, parse_clip_path
+from ned.labels import read_labels_csv as read_clip_labels
 from ned.errors import InputError, ModelFileError, NedError
 from ned.manipulate.backends import Extractor
 from ned.manipulate.networks import EMOTIONS
@@ -43,7 +43,6 @@ __all__ = [
     "ClipRecord",
     "ClipData",
     "DataOptions",
-    "normalize_emotion",
     "parse_mead_path",
     "read_labels_csv",
     "discover_clips",
@@ -58,27 +57,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES: tuple[str, ...] = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-
-_ALIASES = {
-    "neutral": "neutral", "calm": "neutral",
-    "angry": "angry", "anger": "angry",
-    "disgusted": "disgusted", "disgust": "disgusted",
-    "fear": "fear", "fearful": "fear", "afraid": "fear",
-    "happy": "happy", "happiness": "happy", "joy": "happy",
-    "sad": "sad", "sadness": "sad",
-    "surprised": "surprised", "surprise": "surprised",
-    "contempt": "contempt",
-}
-_MEAD_EMOTIONS = "neutral|angry|contempt|disgusted|fear|happy|sad|surprised"
-_FLAT = re.compile(rf"^(?P<actor>[A-Za-z0-9]+)_(?P<view>.+?)_(?P<emotion>{_MEAD_EMOTIONS})"
-                   r"_level_?(?P<level>\d+)_(?P<index>\d+)$", re.IGNORECASE)
-_LEVEL = re.compile(r"^level_?(\d+)$", re.IGNORECASE)
-
-
-def normalize_emotion(name: str) -> str | None:
-    """Canonical emotion name (``"Anger"`` -> ``"angry"``), or None when unknown."""
-    return _ALIASES.get(name.strip().lower())
-
 
 @dataclass(frozen=True)
 class ClipRecord:
@@ -109,8 +87,14 @@ def _key(path: Path, root: Path) -> str:
         return f"_external/{path.stem}-{digest}"
 
 
+def _record(clip: LabelledClip, root: Path) -> ClipRecord:
+    return ClipRecord(path=clip.path, emotion=clip.emotion, actor=clip.actor, key=_key(clip.path, root),
+                      level=clip.level or None, view=clip.view)
+
+
 def parse_mead_path(path: str | Path, root: str | Path) -> ClipRecord | None:
-    """Labels of a clip named in the MEAD layout or with a flat MEAD-style name.
+    """Labels of a clip named in the MEAD layout or with a flat MEAD-style name
+    (:func:`ned.labels.parse_clip_path`).
 
     Args:
         path: the video file.
@@ -120,56 +104,25 @@ def parse_mead_path(path: str | Path, root: str | Path) -> ClipRecord | None:
         The record, or None when the path follows neither naming.
     """
     path, root = Path(path), Path(root)
-    match = _FLAT.match(path.stem)
-    if match:
-        return ClipRecord(path=path, emotion=match["emotion"].lower(), actor=match["actor"], key=_key(path, root),
-                          level=int(match["level"]), view=match["view"].lower())
-    parts = path.parts
-    # <actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4
-    if len(parts) >= 6 and parts[-5].lower() == "video" and _LEVEL.match(parts[-2]):
-        emotion = normalize_emotion(parts[-3])
-        if emotion is not None:
-            return ClipRecord(path=path, emotion=emotion, actor=parts[-6], key=_key(path, root),
-                              level=int(_LEVEL.match(parts[-2]).group(1)), view=parts[-4].lower())
-    return None
+    inside = path.resolve().is_relative_to(root.resolve())
+    clip = parse_clip_path(path, root if inside and path.is_relative_to(root) else None)
+    return _record(clip, root) if clip is not None else None
 
 
 def read_labels_csv(csv_path: str | Path, root: str | Path | None = None) -> list[ClipRecord]:
-    """Clips listed in a CSV with a header ``path,emotion[,actor]``.
+    """Clips listed in a CSV with a header ``path,emotion[,actor]`` (:func:`ned.labels.read_labels_csv`;
+    the actor defaults to the clip's folder name).
 
     Args:
         csv_path: the CSV file; relative clip paths are relative to its folder.
         root: the data root for cache keys (default: the CSV's folder).
 
-    Returns:
-        The records, in file order.
-
     Raises:
         InputError: missing file or columns, an unknown emotion label, or a missing clip.
     """
     csv_path = Path(csv_path)
-    base = csv_path.parent
-    root = Path(root) if root is not None else base
-    if not csv_path.is_file():
-        raise InputError(f"{csv_path}: labels CSV not found")
-    with open(csv_path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-        if "path" not in columns or "emotion" not in columns:
-            raise InputError(f"{csv_path}: needs a header row with columns path,emotion[,actor]; got {columns}")
-        records = []
-        for line, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
-            emotion = normalize_emotion(row["emotion"])
-            if emotion is None:
-                raise InputError(f"{csv_path}:{line}: unknown emotion {row['emotion']!r}; use one of {list(EMOTIONS)}")
-            clip = Path(row["path"])
-            clip = clip if clip.is_absolute() else base / clip
-            if not clip.is_file():
-                raise InputError(f"{csv_path}:{line}: clip {clip} not found")
-            actor = row.get("actor") or clip.parent.name
-            records.append(ClipRecord(path=clip, emotion=emotion, actor=actor, key=_key(clip, root)))
-    return records
+    root = Path(root) if root is not None else csv_path.parent
+    return [_record(c, root) for c in read_clip_labels(csv_path)]
 
 
 def discover_clips(root: str | Path, labels_csv: str | Path | None = None, *,
