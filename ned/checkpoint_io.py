@@ -8,9 +8,8 @@ of one; the temporary file is removed on any error.
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 

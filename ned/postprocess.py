@@ -18,7 +18,6 @@ import numpy as np
 
 from ned.crops import warp_image
 from ned.errors import InputError
-from ned.face.align import transform_points
 from ned.face.mask import face_mask
 from ned.layout import CelebLayout, atomic_write_image
 from ned.manipulate.celeb import clip_frames, load_face3d, preprocess_state

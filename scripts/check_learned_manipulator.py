@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from ned.manipulate.backends import face3d_extract  # noqa: E402
 from ned.manipulate.checkpoint import load_manipulator  # noqa: E402
-from ned.manipulate.dataset import (DataOptions, cache_path, discover_clips, extract_expressions,  # noqa: E402
+from ned.manipulate.dataset import (DataOptions, discover_clips, extract_expressions,  # noqa: E402
                                     load_clips)
 from ned.manipulate.learned import style_from_reference, translate_sequence  # noqa: E402
 from ned.manipulate.networks import EMOTIONS  # noqa: E402

@@ -23,7 +23,7 @@ from ned.manipulate.dataset import (ClipData, ClipRecord, DataOptions, WindowDat
 from ned.manipulate.learned import (LearnedManipulator, LearnedOptions, blend_windows, gaussian_window_weights,
                                     geometric_median, resolve_device, style_from_label, style_from_reference,
                                     translate_sequence, window_starts)
-from ned.manipulate.networks import EMOTIONS, build_networks, create_arch
+from ned.manipulate.networks import build_networks, create_arch
 from ned.manipulate.train import (LossWeights, Trainer, TrainOptions, adversarial_loss, discriminator_loss,
                                   diversity_weight_at, ema_beta_at, generator_loss, init_distributed,
                                   learning_rate_at, moving_average, mouth_correlation, pearson_correlation,

@@ -10,7 +10,7 @@ their neighbours for the manipulation and stay NaN in the result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
