@@ -7,7 +7,6 @@ maps frame pixels to crop pixels (point helpers live in :mod:`ned.face.align`).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from ned.types import check_array
@@ -33,11 +32,3 @@ def crop_from_box(box: np.ndarray, size: int) -> np.ndarray:
     x1, y1, x2, _ = (float(v) for v in box)
     scale = size / max(x2 - x1, 1e-6)
     return np.array([[scale, 0.0, -x1 * scale], [0.0, scale, -y1 * scale]], np.float64)
-
-
-def warp_image(image: np.ndarray, dst_from_src: np.ndarray, size: tuple[int, int], *,
-               interpolation: int = cv2.INTER_LINEAR, border_value: float = 0) -> np.ndarray:
-    """Resample ``image`` with a 2x3 matrix into an image of ``size = (width, height)``."""
-    return cv2.warpAffine(image, dst_from_src, size, flags=interpolation,
-                          borderMode=cv2.BORDER_CONSTANT if border_value is not None else cv2.BORDER_REPLICATE,
-                          borderValue=border_value)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ned.crops import warp_image
 from ned.errors import InputError
+from ned.face.align import warp_to_crop
 from ned.face.mask import face_mask
 from ned.layout import CelebLayout, atomic_write_image
 from ned.manipulate.celeb import clip_frames, load_face3d, preprocess_state
@@ -81,14 +81,14 @@ def _frame_writer(exp: Path, first: int, src: dict, dst: dict, size: int):
     def write(t: int, rgb: np.ndarray, mask: np.ndarray) -> None:
         name = f"{first + t:06d}"
         crop_m, aligned_m = src["crop_from_frame"][t], src["aligned_from_crop"][t]
-        crop = warp_image(rgb, crop_m, (size, size), border_value=None)
+        crop = warp_to_crop(rgb, crop_m, size, border="replicate")
         pts = dst["landmarks_crop"][t]
         m = face_mask(pts, (size, size)) if np.isfinite(pts).all() else np.zeros((size, size), np.float32)
         faces = (crop * m[..., None] + 0.5).astype(np.uint8)
         atomic_write_image(exp / "full_frames" / f"{name}.jpg", rgb)
         atomic_write_image(exp / "images" / f"{name}.png", crop)
         atomic_write_image(exp / "faces" / f"{name}.png", faces)
-        atomic_write_image(exp / "faces_aligned" / f"{name}.png", warp_image(faces, aligned_m, (size, size)))
+        atomic_write_image(exp / "faces_aligned" / f"{name}.png", warp_to_crop(faces, aligned_m, size))
 
     return write
 

@@ -23,9 +23,9 @@ import numpy as np
 from tqdm import tqdm
 
 from ned import __version__
-from ned.crops import crop_from_box, square_box, warp_image
+from ned.crops import crop_from_box, square_box
 from ned.errors import InputError
-from ned.face.align import CROP_SIZE, compose_affine, transform_points
+from ned.face.align import CROP_SIZE, compose_affine, transform_points, warp_to_crop
 from ned.face.align import crop_from_frame as aligned_from_points
 from ned.face.mask import eye_landmarks, face_mask
 from ned.face.tracker import FaceObservation, FaceTracker, TrackOptions
@@ -211,7 +211,7 @@ def _write_frame_products(
     """Queue every per-frame image/text file of one frame."""
     size = options.crop_size
     found = bool(np.all(np.isfinite(geo.landmarks_crop)))
-    crop = warp_image(rgb, geo.crop_from_frame, (size, size), border_value=None)
+    crop = warp_to_crop(rgb, geo.crop_from_frame, size, border="replicate")
     lm_aligned = transform_points(geo.landmarks_crop, geo.aligned_from_crop)
 
     def path(folder: str) -> Path:
@@ -223,7 +223,7 @@ def _write_frame_products(
             writer.submit(path(folder), lambda: encode_image(make(), ext, options.jpeg_quality))
 
     def aligned(image: np.ndarray) -> np.ndarray:
-        return warp_image(image, geo.aligned_from_crop, (size, size))
+        return warp_to_crop(image, geo.aligned_from_crop, size)
 
     def mask_of(points: np.ndarray) -> np.ndarray:
         if not found:
