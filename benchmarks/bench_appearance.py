@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import cv2
@@ -31,6 +30,8 @@ from ned.appearance import AppearanceFrame, AppearanceOptions, ExemplarBank, Exp
 from ned.morph.rig import Blendshape
 from ned.morph.topology import load_topology
 from ned.render.warp_renderer import RenderOptions, WarpRenderer
+
+from _timing import time_ms  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 logger = logging.getLogger("bench_appearance")
 K = len(Blendshape)
@@ -57,17 +58,6 @@ def place(image: np.ndarray, points: np.ndarray, face_width: float, canvas: tupl
     m = np.array([[scale, 0, w / 2 - centre[0]], [0, scale, h / 2 - centre[1]]])
     frame = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return frame, (points @ m[:, :2].T + m[:, 2]).astype(np.float32)
-
-
-def time_ms(fn, repeat: int) -> float:
-    """Median thread CPU time per call, ms."""
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.thread_time()
-        fn()
-        samples.append(time.thread_time() - t0)
-    return float(np.median(samples) * 1e3)
 
 
 def main() -> None:

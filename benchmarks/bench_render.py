@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from dataclasses import dataclass
 
 import cv2
@@ -26,6 +25,8 @@ import numpy as np
 from ned.render.blend import BlendOptions, blend, soft_mask
 from ned.render.warp import anchor_ring, warp_piecewise_affine
 from ned.render.warp_renderer import RenderOptions, WarpRenderer
+
+from _timing import time_ms  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 logger = logging.getLogger("bench_render")
 
@@ -102,18 +103,6 @@ def tune_malloc(threshold: int = 64 << 20) -> bool:
         return bool(libc.mallopt(m_mmap_threshold, threshold)) and bool(libc.mallopt(m_trim_threshold, 2 * threshold))
     except (OSError, AttributeError):
         return False
-
-
-def time_ms(fn, repeat: int) -> float:
-    """Median CPU time of this thread per call, ms (OpenCV runs single-threaded here), so
-    that other processes on a shared machine do not inflate the figure."""
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t0 = time.thread_time()
-        fn()
-        samples.append(time.thread_time() - t0)
-    return float(np.median(samples) * 1e3)
 
 
 def main() -> None:
