@@ -283,7 +283,9 @@ def edit_analysed(analysis: ClipAnalysis, source: Path, output: Path, options: E
     source_expr = analysis.expressions()
     new_expr = plan_expressions(source_expr, spec, [r.expressions() for r in references], fps=fps)
     dst = edited_landmarks(analysis, new_expr)
-    ref_clips = [load_reference_clip(path, r.landmarks, r.expressions()) for path, r in zip(spec.references, references)]
+    uses_detail = options.appearance.mode in ("auto", "reference")  # "maps"/"off" never read reference frames
+    ref_clips = [load_reference_clip(path, r.landmarks, r.expressions())
+                 for path, r in zip(spec.references, references)] if uses_detail else []
     if ref_clips and reference_neutral is not None:
         calm = load_reference_clip(spec.reference_neutral, reference_neutral.landmarks,
                                    reference_neutral.expressions(), neutral_only=True).neutral
