@@ -44,7 +44,11 @@ intensity in [0, 1.5], the user's ``--intensity`` knob, which separates a wrong 
 from a different expressiveness), ``"mouth_r_every_clip"`` (every clip, identity from the
 clip itself as the pipeline fits it, converted to every emotion) and ``"bound_all"``
 (the smallest worst-actor ratio that *any* single target vector could reach: above 0.5
-the two actors are too different for one target).
+the two actors are too different for one target) and ``"raw_geometry"``
+(:func:`geometry_bounds`: the same questions asked of the tracked mesh itself, before any
+rig or fit, on the points where emotion shows: the pooled bound, and, per actor, the
+ratio reached by copying the *other* actor's real mean mesh change exactly, at intensity 1
+and at the best intensity).
 
 Measured (2 actors, 468-point MediaPipe mesh):
 
@@ -63,6 +67,13 @@ Measured (2 actors, 468-point MediaPipe mesh):
 - the clip means carry a left/right asymmetry common to both actors (mirroring the
   videos mirrors it, so it is in the footage or the tracker, not in the fit);
   symmetrising the targets costs 2 of the 10 pooled passes, so they are kept as measured;
+- the footage itself, before any face model (``raw_geometry``), says the same: the two
+  actors' real mean mesh changes point in different directions for fear (cosine 0.24),
+  sad (0.50) and happy (0.64), so the pooled bound on raw geometry is 0.62 for fear and
+  0.54 for sad, and copying the other actor's real change exactly misses the 0.5 ratio in
+  13 of 14 cross-actor cases (0.40-1.37 at intensity 1; 12 of 14 even at the best
+  intensity, angry being the exception). The cross-actor check therefore needs more
+  actors' footage to learn how acting styles vary, not a better target;
 - the real clips' mean mesh moves little: at most 2-4 % of the inter-ocular distance for
   fear, surprised and W009's sad, 10-15 % for M030's happy, sad and disgusted: the look
   of an emotion is largely in appearance (creases, shading, teeth), the renderer's part.
@@ -88,7 +99,7 @@ from ned.manipulate.emotions import EMOTIONS, EmotionSpec, EmotionTargets, emfac
 from ned.manipulate.label import ManipulateOptions, manipulate_labels  # noqa: E402
 from ned.morph.fit import FaceFits, FaceModel, apply_expression_delta  # noqa: E402
 from ned.morph.rig import EMOTION_SHAPES, Blendshape, shape_mask  # noqa: E402
-from ned.morph.topology import INNER_LIP_PAIRS  # noqa: E402
+from ned.morph.topology import GROUPS, INNER_LIP_PAIRS  # noqa: E402
 
 logger = logging.getLogger("calibrate_emotions")
 
@@ -101,6 +112,10 @@ POOLINGS = ("relative", "mean")
 SIGNATURE_ITERATIONS = 4
 MAX_INTENSITY_SEARCH = np.linspace(0.0, 1.5, 31)
 _ZERO = EmotionTargets({}, None, "zero")  # "neutral" needs no offset
+#: mesh points where emotion shows and speech hardly does (brows, eyes, nose, cheeks, lip
+#: corners), for the model-free bounds of :func:`geometry_bounds`
+EMOTION_REGION = tuple(sorted(set().union(*(GROUPS[g] for g in (
+    "brow_r", "brow_l", "eye_r", "eye_l", "nose", "cheek_r", "cheek_l", "lip_corner_r", "lip_corner_l")))))
 
 
 @dataclass
@@ -290,33 +305,88 @@ def run_checks(actors: dict[str, ActorData], nonprototype_weight: float = 1.0, p
     return out
 
 
+def _minimax_ratio(s: np.ndarray, d: np.ndarray) -> float:
+    """``min_t max_a |t - s_a| / d_a`` for vectors ``s (A, N)`` and yardsticks ``d (A,)``.
+
+    For two actors the optimum lies on the segment between them and equals
+    ``|s_1 - s_2| / (d_1 + d_2)``; for more, the convex problem is solved in epigraph
+    form (SLSQP).
+    """
+    if len(s) == 1:
+        return 0.0
+    if len(s) == 2:
+        return float(np.linalg.norm(s[0] - s[1]) / (d[0] + d[1]))
+    from scipy.optimize import minimize
+
+    x0 = np.r_[s.mean(0), np.max(np.linalg.norm(s - s.mean(0), axis=1) / d)]
+    cons = [{"type": "ineq", "fun": lambda x, sa=sa, da=da: x[-1] * da - np.linalg.norm(x[:-1] - sa)}
+            for sa, da in zip(s, d)]
+    return float(minimize(lambda x: x[-1], x0, constraints=cons, method="SLSQP").x[-1])
+
+
 def pooled_bound(actors: dict[str, ActorData]) -> dict[str, float]:
     """Per emotion, the smallest worst-actor ratio any single target could reach.
 
     Minimises ``max_a |t - s_a| / d_a`` over every ``t`` (emotion shapes), with the
-    signatures ``s_a`` standing in for the converted clips' means. For two actors the
-    optimum lies on the segment between them and equals ``|s_1 - s_2| / (d_1 + d_2)``;
-    for more, the convex problem is solved in epigraph form (SLSQP). Above 0.5 no
+    signatures ``s_a`` standing in for the converted clips' means. Above 0.5 no
     calibration that gives every actor the same target passes the check for all of them.
     """
     out = {}
     emotions = sorted(set().union(*[a.signatures.keys() for a in actors.values()]))
     for e in emotions:
         have = [a for a in actors.values() if e in a.signatures]
-        s = np.array([a.signatures[e][EMO] for a in have])
-        d = np.array([a.distances[e] for a in have])
-        if len(have) == 1:
-            out[e] = 0.0
-        elif len(have) == 2:
-            out[e] = float(np.linalg.norm(s[0] - s[1]) / (d[0] + d[1]))
-        else:
-            from scipy.optimize import minimize
-
-            x0 = np.r_[s.mean(0), np.max(np.linalg.norm(s - s.mean(0), axis=1) / d)]
-            cons = [{"type": "ineq", "fun": lambda x, sa=sa, da=da: x[-1] * da - np.linalg.norm(x[:-1] - sa)}
-                    for sa, da in zip(s, d)]
-            out[e] = float(minimize(lambda x: x[-1], x0, constraints=cons, method="SLSQP").x[-1])
+        out[e] = _minimax_ratio(np.array([a.signatures[e][EMO] for a in have]),
+                                np.array([a.distances[e] for a in have]))
     return out
+
+
+def canonical_points(data: ActorData, emotion: str) -> np.ndarray:
+    """The tracked mesh of a clip with the fitted head pose taken out: (T, 468, 3) canonical units."""
+    f = data.fits[emotion]
+    pts = data.landmarks[emotion][:, :468].astype(np.float64) - f.translation[:, None]
+    return np.einsum("tnj,tjk->tnk", pts, f.rotation) / f.scale[:, None, None]
+
+
+def raw_displacements(data: ActorData) -> dict[str, np.ndarray]:
+    """Per emotion, the change of the clip-mean *tracked* mesh from the neutral clip's, on
+    the emotion regions (:data:`EMOTION_REGION`, image-plane x/y, pose removed): (2N,).
+
+    Model-free: no rig, no fit weights; only the head pose of the fit is used.
+    """
+    rest = canonical_points(data, "neutral").mean(0)
+    return {e: (canonical_points(data, e).mean(0) - rest)[list(EMOTION_REGION), :2].ravel()
+            for e in data.fits if e != "neutral"}
+
+
+def geometry_bounds(actors: dict[str, ActorData]) -> dict[str, dict]:
+    """What the tracked footage itself allows, before any face model (see the module doc).
+
+    Returns:
+        ``{"pooled": {emotion: bound}, "cross": {actor: {emotion: {"copy": r1, "best": rk,
+        "best_intensity": k}}}}``: ``pooled`` is the smallest worst-actor ratio any single
+        displacement could reach (as :func:`pooled_bound`, on raw geometry); ``copy`` is
+        the ratio when the other actors' mean real change (pooled as :func:`_minimax_ratio`
+        would, i.e. their mean for one other actor) is copied exactly onto this actor,
+        ``best`` the same at the best intensity ``k`` in [0, 1.5].
+    """
+    raw = {name: raw_displacements(d) for name, d in actors.items()}
+    emotions = sorted(set().union(*[r.keys() for r in raw.values()]))
+    pooled, cross = {}, {}
+    for e in emotions:
+        have = {n: r[e] for n, r in raw.items() if e in r}
+        g = np.array(list(have.values()))
+        pooled[e] = _minimax_ratio(g, np.linalg.norm(g, axis=1))
+        for name, own in have.items():
+            others = [v for n, v in have.items() if n != name]
+            if not others:
+                continue
+            copy = np.mean(others, axis=0)
+            scale = np.linalg.norm(own)
+            ratios = {k: float(np.linalg.norm(k * copy - own) / scale) for k in MAX_INTENSITY_SEARCH}
+            k = min(ratios, key=ratios.get)
+            cross.setdefault(name, {})[e] = {"copy": float(np.linalg.norm(copy - own) / scale),
+                                             "best": ratios[k], "best_intensity": float(k)}
+    return {"pooled": pooled, "cross": cross}
 
 
 def calibrate(media: Path, cache: Path | None = None) -> dict[str, ActorData]:
@@ -346,16 +416,20 @@ def report(actors: dict[str, ActorData], nonprototype_weight: float, pooling: st
     targets = targets_from(list(actors.values()), source, nonprototype_weight, pooling)
     checks = run_checks(actors, nonprototype_weight, pooling)
     bound = pooled_bound(actors)
+    geometry = geometry_bounds(actors)
     apertures = aperture_checks(actors, targets)
     logger.info("mouth aperture r, every clip to every emotion: min %.4f",
                 min(min(r.values()) for r in apertures.values()))
     for actor, res in checks.items():
         for emotion, r in res.items():
             other = r.get("other", {})
-            logger.info("%s %-9s ratio all %.2f other %.2f (at intensity %.2f: %.2f) | bound %.2f | mouth r %.4f",
+            raw = geometry["cross"].get(actor, {}).get(emotion, {})
+            logger.info("%s %-9s ratio all %.2f other %.2f (at intensity %.2f: %.2f) | bound %.2f | "
+                        "raw geometry: bound %.2f, other copied %.2f (best %.2f) | mouth r %.4f",
                         actor, emotion, r["all"]["ratio"], other.get("ratio", float("nan")),
                         other.get("best_intensity", float("nan")), other.get("ratio_best_intensity", float("nan")),
-                        bound.get(emotion, float("nan")), r["all"]["mouth_r"])
+                        bound.get(emotion, float("nan")), geometry["pooled"].get(emotion, float("nan")),
+                        raw.get("copy", float("nan")), raw.get("best", float("nan")), r["all"]["mouth_r"])
     return {
         "version": 2,
         "method": "per actor: offset converting the neutral clip to the real emotion clip's mean (label manipulator, "
@@ -372,6 +446,11 @@ def report(actors: dict[str, ActorData], nonprototype_weight: float, pooling: st
         "per_actor": {a: {e: _named(w) for e, w in d.signatures.items()} for a, d in actors.items()},
         "distances": {a: {e: round(v, 4) for e, v in d.distances.items()} for a, d in actors.items()},
         "bound_all": {e: round(float(v), 4) for e, v in bound.items()},
+        "raw_geometry": {
+            "pooled": {e: round(v, 4) for e, v in geometry["pooled"].items()},
+            "cross": {a: {e: {k: round(v, 4) for k, v in r.items()} for e, r in res.items()}
+                      for a, res in geometry["cross"].items()},
+        },
         "mouth_r_every_clip": {c: {e: round(v, 4) for e, v in r.items()} for c, r in apertures.items()},
         "check": {a: {e: {k: {m: round(v, 4) for m, v in d.items()} for k, d in r.items()} for e, r in res.items()}
                   for a, res in checks.items()},
