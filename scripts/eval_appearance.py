@@ -14,7 +14,8 @@ clip (every ``stride``-th frame) and measures, per emotion:
   actor's emotion frames);
 - (c) ``maps``: (b) plus the built-in label-driven appearance maps;
 - (d) ``ratio``: (b') plus ratio transfer from the other actor's emotion and neutral frames;
-- (e) ``bank``: (b) plus an exemplar bank built from the other actor's clips.
+- (e) ``bank``: an exemplar bank built from the other actor's clips, as ``--exemplars``
+  uses it: label targets from the bank's expressions, plus the closest exemplars' detail.
 
 Measures: the FER2013 recognition rate (fraction of frames whose argmax is the target;
 :mod:`ned.evaluate.models`), score = sum over emotions of the edited rate / sum of the
@@ -108,11 +109,12 @@ class Clips:
         return self.model(actor).fit_batch(self.get(actor, emotion)["landmarks"])
 
     @functools.lru_cache(maxsize=None)
-    def label_weights(self, actor: str, emotion: str) -> np.ndarray:
-        from ned.manipulate.emotions import parse_emotion
-        from ned.manipulate.label import manipulate_labels
+    def label_weights(self, actor: str, emotion: str, bank: Path | None = None) -> np.ndarray:
+        """Label-driven weights of the actor's neutral clip (targets from ``bank`` when given, as ``--exemplars``)."""
+        from ned.manipulate.plan import ManipulationSpec, plan_expressions
 
-        return manipulate_labels(self.fits(actor, "neutral").expression, [parse_emotion(emotion)], 25.0)
+        spec = ManipulationSpec.from_strings([emotion], exemplars=bank)
+        return plan_expressions(self.fits(actor, "neutral").expression, spec, [], 25.0)
 
     def neutral_refs(self, actor: str, count: int = 8) -> list[ReferenceFrame]:
         c, f = self.get(actor, "neutral"), self.fits(actor, "neutral")
@@ -176,6 +178,14 @@ class Measures:
         return float(np.corrcoef(a[self.skin], b[self.skin])[0, 1])
 
 
+def bank_dir(clips: Clips, actor: str) -> Path:
+    """The exemplar bank of one actor's clips (built into the cache on first use)."""
+    out = clips.cache / f"bank_{actor}"
+    if not (out / "bank.npz").is_file():
+        build_bank(None, out, clips=[c for c in discover_clips(clips.media) if c.actor == actor])
+    return out
+
+
 def edit(clips: Clips, actor: str, emotion: str, other: str, mode: str, stride: int,
          hook: ExpressionAppearance | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Edited frames and their edited meshes (every ``stride``-th neutral frame)."""
@@ -185,7 +195,7 @@ def edit(clips: Clips, actor: str, emotion: str, other: str, mode: str, stride: 
         hook.reset()
     neutral, fits = clips.get(actor, "neutral"), clips.fits(actor, "neutral")
     ref, ref_fits = clips.get(other, emotion), clips.fits(other, emotion)
-    label = clips.label_weights(actor, emotion)
+    label = clips.label_weights(actor, emotion, bank_dir(clips, other) if mode == "bank" else None)
     n, m = len(neutral["frames"]), len(ref["frames"])
     frames, meshes = [], []
     for i in range(0, n, stride):
@@ -228,10 +238,8 @@ def main() -> None:
             hooks["ratio"] = ExpressionAppearance(AppearanceOptions(mode="reference"),
                                                   reference_neutral=clips.neutral_refs(other))
         if "bank" in args.modes:
-            bank_dir = args.cache / f"bank_{other}"
-            if not (bank_dir / "bank.npz").is_file():
-                build_bank(None, bank_dir, clips=[c for c in discover_clips(args.media) if c.actor == other])
-            hooks["bank"] = ExpressionAppearance(AppearanceOptions(mode="reference"), bank=load_bank(bank_dir))
+            hooks["bank"] = ExpressionAppearance(AppearanceOptions(mode="reference"),
+                                                 bank=load_bank(bank_dir(clips, other)))
         for emotion in EMOTIONS:
             real = clips.get(actor, emotion)
             real_frames = [real["frames"][k] for k in range(0, len(real["frames"]), args.stride)]

@@ -614,3 +614,51 @@ def test_exemplars_command_registered():
 
     args = build_parser().parse_args(["exemplars", "build", "clips", "-o", "bank", "--per-emotion", "2"])
     assert args.per_emotion == 2 and args.out == Path("bank") and callable(args.func)
+
+
+def _write_tiny_bank(root: Path, emotions, actors, deltas) -> Path:
+    from ned.appearance.exemplars import _write_bank
+
+    root.mkdir(parents=True, exist_ok=True)
+    records = [{"actor": a, "emotion": e, "crop": "x.png"} for e, a in zip(emotions, actors)]
+    _write_bank(root, records, np.zeros((len(records), 8, 8), np.float32), np.asarray(deltas, np.float32),
+                np.asarray(deltas, np.float32), BankOptions())
+    return root
+
+
+def test_bank_emotion_targets_pool_actors_and_fall_back():
+    """Per emotion: each actor's median exemplar change, averaged over actors; the rest
+    keeps the calibrated targets."""
+    from ned.manipulate.emotions import load_emotion_targets
+
+    d = np.zeros((5, K), np.float32)
+    d[:3, Blendshape.LIP_CORNER_PULL_L] = (0.2, 0.4, 3.0)  # actor a: median 0.4 (an outlier does not count)
+    d[3:, Blendshape.LIP_CORNER_PULL_L] = (0.8, 0.8)  # actor b: 0.8
+    bank = ExemplarBank(np.array(["happy"] * 5), np.array(["a", "a", "a", "b", "b"]), d.copy(), d,
+                        np.zeros((5, 8, 8), np.float32), np.array(["x.png"] * 5), Path("bank"))
+    calibrated = load_emotion_targets()
+    targets = bank.emotion_targets(calibrated)
+    assert targets.offset("happy")[Blendshape.LIP_CORNER_PULL_L] == pytest.approx(0.6)
+    assert np.count_nonzero(targets.offset("happy")) == 1
+    np.testing.assert_array_equal(targets.offset("sad"), calibrated.offset("sad"))
+    assert "bank" in targets.source
+
+
+def test_exemplars_set_the_label_targets(tmp_path):
+    """``--exemplars`` in label mode: the edited clip settles on the bank's acted expression."""
+    from ned.manipulate.plan import ManipulationSpec, plan_expressions
+
+    d = np.zeros((2, K), np.float32)
+    d[:, Blendshape.BROW_DOWN_L] = 0.9
+    bank = _write_tiny_bank(tmp_path / "bank", ["angry", "angry"], ["a", "b"], d)
+    source = np.zeros((60, K), np.float32)
+    with_bank = plan_expressions(source, ManipulationSpec.from_strings(["angry"], exemplars=bank), [], 25.0)
+    plain = plan_expressions(source, ManipulationSpec.from_strings(["angry"]), [], 25.0)
+    assert with_bank[:, Blendshape.BROW_DOWN_L] == pytest.approx(0.9, abs=1e-5)
+    assert np.abs(np.delete(with_bank, Blendshape.BROW_DOWN_L, axis=1)).max() < 1e-6
+    assert not np.allclose(plain, with_bank)
+    happy = plan_expressions(source, ManipulationSpec.from_strings(["happy"], exemplars=bank), [], 25.0)
+    np.testing.assert_array_equal(happy, plan_expressions(source, ManipulationSpec.from_strings(["happy"]), [], 25.0))
+    with pytest.raises(ModelFileError, match="no exemplar bank"):
+        plan_expressions(source, ManipulationSpec.from_strings(["angry"], exemplars=tmp_path / "none"), [], 25.0)
+    assert "exemplars bank" in ManipulationSpec.from_strings(["angry"], exemplars=bank).describe()

@@ -66,6 +66,26 @@ def test_manipulate_intensity_zero_is_unchanged(celeb):
     assert np.allclose(f["landmarks"], f["source_landmarks"], atol=1e-4)
 
 
+def test_manipulate_cli_with_exemplars(celeb, tmp_path):
+    """``ned manipulate --exemplars <bank>``: the bank's acted expression is the target."""
+    from ned.appearance.exemplars import BankOptions, _write_bank
+    from ned.morph.rig import Blendshape
+
+    bank = tmp_path / "bank"
+    bank.mkdir()
+    delta = np.zeros((1, len(Blendshape)), np.float32)
+    delta[0, Blendshape.BROW_DOWN_R] = 0.7
+    _write_bank(bank, [{"actor": "a", "emotion": "angry", "crop": "x.png"}], np.zeros((1, 8, 8)), delta, delta,
+                BankOptions())
+    assert main(["manipulate", str(celeb), "--exp_name", "bank", "--trg_emotions", "angry", "--exemplars",
+                 str(bank), "--quiet"]) == 0
+    f = load_npz(celeb / "bank" / "face3d" / "000007.npz")
+    assert f["expression"][Blendshape.BROW_DOWN_R] == pytest.approx(0.7, abs=0.02)
+    assert main(["manipulate", str(celeb), "--exp_name", "nobank", "--trg_emotions", "angry", "--exemplars",
+                 str(tmp_path / "missing"), "--quiet"]) != 0
+    assert not (celeb / "nobank").exists()
+
+
 def test_existing_exp_name_is_refused_unless_overwrite(celeb):
     manipulate_celeb(celeb, "twice", _spec("sad"), quiet=True)
     with pytest.raises(OutputError, match="--overwrite"):

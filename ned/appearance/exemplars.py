@@ -5,8 +5,10 @@ bank: per actor, a few neutral frames; per (actor, emotion), a few representativ
 frames (the most strongly expressed, spread over the clip). For each exemplar the bank
 stores the aligned 256 px crop (PNG), its mesh and expression weights, and its *detail
 map*: the band-limited log-luminance ratio over the actor's neutral frames in texture
-space (:func:`ned.appearance.ratio.detail_map`). In label mode the appearance step blends
-the detail of the exemplars whose emotion change is closest to the frame's
+space (:func:`ned.appearance.ratio.detail_map`). In label mode a bank drives both halves of
+the edit, as a reference clip does in reference mode: the manipulator's targets become the
+bank's real acted expressions (:meth:`ExemplarBank.emotion_targets`), and the appearance
+step blends the detail of the exemplars whose emotion change is closest to the frame's
 (:meth:`ExemplarBank.detail_for`).
 
 A bank built from third-party clips stays on the user's disk: nothing of it is shipped.
@@ -38,7 +40,7 @@ import cv2
 import numpy as np
 
 from ned.labels import LabelledClip, discover_clips
-from ned.manipulate.emotions import EMOTIONS, canonical_emotion
+from ned.manipulate.emotions import EMOTIONS, EmotionTargets, canonical_emotion
 from ned.appearance.hook import detail_weight, emotion_delta
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
@@ -201,6 +203,27 @@ class ExemplarBank:
         tau = max(float(np.median(dd)), 1e-3)
         w = np.exp(-0.5 * (dd / tau) ** 2)
         return idx.astype(np.int64), (w / w.sum()).astype(np.float32)
+
+    def emotion_targets(self, fallback: EmotionTargets) -> EmotionTargets:
+        """Label-mode targets from the bank's real acted expressions.
+
+        Per emotion in the bank: each actor's median emotion change over its exemplars of
+        that emotion (the most strongly expressed frames of its clips, measured from the
+        actor's neutral frames), averaged over the actors. Emotions the bank lacks keep
+        ``fallback``'s offsets (the calibrated targets).
+
+        Returns:
+            :class:`EmotionTargets` with ``(K,) float32`` offsets (zero off the emotion part,
+            as every delta is).
+        """
+        offsets = dict(fallback.offsets)
+        for emotion in sorted(set(self.emotions.tolist())):
+            rows = self.emotions == emotion
+            per_actor = [np.median(self.deltas[rows & (self.actors == a)], axis=0)
+                         for a in sorted(set(self.actors[rows].tolist()))]
+            offsets[emotion] = np.mean(per_actor, axis=0).astype(np.float32)
+        return EmotionTargets(offsets, fallback.baseline_percentile, f"exemplar bank {self.root}",
+                              {"fallback": fallback.source})
 
     def detail_for(self, delta: np.ndarray, emotion: str | None = None, count: int = 3) -> tuple[np.ndarray | None, float]:
         """Blended detail map of the closest exemplars and how much of it the change calls for.

@@ -68,7 +68,8 @@ def manipulation_spec(args: argparse.Namespace):
     return ManipulationSpec.from_strings(
         args.emotions, args.references, intensity=args.intensity, transition_s=args.transition, seed=args.seed,
         reference_neutral=getattr(args, "reference_neutral", None),
-        manipulator=args.manipulator, checkpoints_dir=args.checkpoints_dir, which_epoch=args.which_epoch)
+        manipulator=args.manipulator, checkpoints_dir=args.checkpoints_dir, which_epoch=args.which_epoch,
+        exemplars=getattr(args, "exemplars", None))
 
 
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,8 +84,14 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--appearance", choices=APPEARANCE_MODES, default=AppearanceOptions().mode,
                    help="expression appearance after the warp: auto (built-in crease/shading maps, or the "
                         "reference's / exemplars' detail), maps, reference, off (shape only)")
-    g.add_argument("--exemplars", type=Path, default=None,
-                   help="exemplar bank folder (ned exemplars build) lending real expression detail in label mode")
+
+
+def add_exemplars_argument(parser: argparse.ArgumentParser, *, geometry: bool = True) -> None:
+    """``--exemplars <bank dir>`` (``ned exemplars build``), for label mode."""
+    what = ("its real acted expressions set the emotion targets and lend their detail (creases, shading)"
+            if geometry else "lends its real expression detail (creases, shading)")
+    parser.add_argument("--exemplars", type=Path, default=None, metavar="BANK_DIR",
+                        help=f"exemplar bank folder (ned exemplars build); in label mode {what}")
 
 
 def appearance_options(args: argparse.Namespace):

@@ -5,9 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ned.commands._common import (add_backend_arguments, add_manipulation_arguments, add_quiet, add_render_arguments,
-                                  appearance_options,
-                                  deca_dir, manipulation_spec, render_options)
+from ned.commands._common import (
+    add_backend_arguments,
+    add_exemplars_argument,
+    add_manipulation_arguments,
+    add_quiet,
+    add_render_arguments,
+    appearance_options,
+    deca_dir,
+    manipulation_spec,
+    render_options,
+)
 from ned.media import EncodeOptions
 from ned.pipeline import EditOptions, edit_video
 
@@ -33,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 (its folder is created)")
     add_manipulation_arguments(p)
     add_render_arguments(p)
+    add_exemplars_argument(p)
     p.add_argument("--crf", type=int, default=ENCODE.crf, help=f"H.264 quality, 0-51, lower is better (default {ENCODE.crf})")
     p.add_argument("--preset", default=ENCODE.preset, help=f"x264 speed preset (default {ENCODE.preset})")
     add_backend_arguments(p)

@@ -6,9 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ned.commands._common import (add_backend_arguments, add_celeb_argument, add_manipulation_arguments, add_quiet,
-                                  celeb_path, deca_dir, manipulation_spec)
-
+from ned.commands._common import (
+    add_backend_arguments,
+    add_celeb_argument,
+    add_exemplars_argument,
+    add_manipulation_arguments,
+    add_quiet,
+    celeb_path,
+    deca_dir,
+    manipulation_spec,
+)
 
 NAME = "manipulate"
 HELP = "edit the expression of a preprocessed <celeb_path> (label- or reference-driven)"
@@ -29,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_celeb_argument(p)
     p.add_argument("--exp_name", required=True, help="name of the output folder inside <celeb_path>")
     add_manipulation_arguments(p)
+    add_exemplars_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing <exp_name> folder")
     add_backend_arguments(p)
     add_quiet(p)

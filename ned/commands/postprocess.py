@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ned.commands._common import (add_backend_arguments, add_celeb_argument, add_quiet, add_render_arguments,
-                                  appearance_options, celeb_path, render_options)
-
+from ned.commands._common import (
+    add_backend_arguments,
+    add_celeb_argument,
+    add_exemplars_argument,
+    add_quiet,
+    add_render_arguments,
+    appearance_options,
+    celeb_path,
+    render_options,
+)
 
 NAME = "postprocess"
 HELP = "render a manipulated <celeb_path>/<exp_name> into videos"
@@ -26,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_celeb_argument(p)
     p.add_argument("--exp_name", required=True, help="the folder written by `ned manipulate`")
     add_render_arguments(p)
+    add_exemplars_argument(p, geometry=False)
     p.add_argument("--renderer", choices=("warp", "neural"), default="warp",
                    help="warp: training-free (default); neural: a trained per-actor renderer")
     p.add_argument("--renderer_checkpoint", default=None, help="checkpoint folder of `ned train-renderer`")

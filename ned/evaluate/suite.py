@@ -112,7 +112,7 @@ def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE
             if real:
                 rows.append(SuiteRow(actor, emotion, "real", fer_rate(real[0].path, emotion), video=str(real[0].path)))
             out = out_dir / actor / f"label_{emotion}.mp4"
-            opts = dataclasses.replace(base, manipulation=ManipulationSpec.from_strings([emotion]))
+            opts = dataclasses.replace(base, manipulation=ManipulationSpec.from_strings([emotion], exemplars=exemplars))
             edit_analysed(analysis, src.path, out, opts)
             rows.append(_edit_row(actor, emotion, "label", src.path, out))
             for ref in [r for r in refs if r.actor != actor and r.emotion == emotion][:1]:

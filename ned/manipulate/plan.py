@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ned.errors import InputError, ModelFileError
-from ned.manipulate.emotions import EmotionSpec, parse_emotions
+from ned.manipulate.emotions import EmotionSpec, EmotionTargets, load_emotion_targets, parse_emotions
 from ned.manipulate.label import MIN_FRAMES, ManipulateOptions, manipulate_labels, segment_weights
 from ned.manipulate.reference import manipulate_reference
 
@@ -40,6 +40,9 @@ class ManipulationSpec:
             training-free), ``"training-free"`` or ``"ned"`` (the learned NED manipulator).
         checkpoints_dir: folder of learned-manipulator checkpoints (None: none).
         which_epoch: checkpoint epoch (None: the latest).
+        exemplars: an exemplar bank folder (``ned exemplars build``): in label mode with the
+            training-free manipulator its real acted expressions replace the calibrated
+            targets (:meth:`ned.appearance.exemplars.ExemplarBank.emotion_targets`).
     """
 
     segments: tuple[EmotionSpec, ...] = (EmotionSpec("happy"),)
@@ -51,6 +54,7 @@ class ManipulationSpec:
     manipulator: str = "auto"
     checkpoints_dir: Path | None = None
     which_epoch: int | None = None
+    exemplars: Path | None = None
 
     def __post_init__(self) -> None:
         ManipulateOptions(intensity=self.intensity, transition_s=self.transition_s, seed=self.seed)
@@ -79,7 +83,20 @@ class ManipulationSpec:
         scale = "" if self.intensity == 1.0 else f" (intensity {self.intensity:g})"
         if self.references:
             return "reference " + ", ".join(p.name for p in self.references) + scale
-        return ", ".join(str(s) for s in self.segments) + scale
+        bank = f" (exemplars {Path(self.exemplars).name})" if self.exemplars is not None else ""
+        return ", ".join(str(s) for s in self.segments) + scale + bank
+
+    def label_targets(self) -> EmotionTargets | None:
+        """The label manipulator's targets: the exemplar bank's, or None for the calibrated ones.
+
+        Raises:
+            ModelFileError: a missing or malformed bank.
+        """
+        if self.exemplars is None:
+            return None
+        from ned.appearance.exemplars import load_bank
+
+        return load_bank(Path(self.exemplars)).emotion_targets(load_emotion_targets())
 
 
 def fill_missing_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +197,7 @@ def plan_expressions(source: np.ndarray, spec: ManipulationSpec, references: Seq
         intensities = [s.intensity for s in spec.segments] * len(refs) if len(spec.segments) == 1 else None
         out = manipulate_reference(filled, refs, fps, options, intensities=intensities)
     else:
-        out = manipulate_labels(filled, spec.segments, fps, options)
+        out = manipulate_labels(filled, spec.segments, fps, options, spec.label_targets())
     out = np.asarray(out, np.float32)
     out[missing] = np.nan
     return out
