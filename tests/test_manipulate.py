@@ -318,6 +318,21 @@ class TestManipulateReference:
         old_with_neutral = manipulate_reference(src, [ref], FPS, pct, reference_neutral=[neutral])
         assert old_with_neutral[:, b].mean() > old[:, b].mean() + 0.5
 
+    def test_speech_rate_motion_stays_the_targets(self):
+        """The reference's fast lip-corner motion (its own speech) is not copied; the
+        target's own fast motion is kept, so the mouth moves with the target's speech."""
+        t = np.arange(200)
+        c = Blendshape.LIP_STRETCH_L
+        src = np.zeros((200, K), np.float32)
+        src[:, c] = 0.1 + 0.08 * np.sin(2 * np.pi * t / 6.0)  # the target's speech, 4 Hz
+        ref = np.zeros((150, K), np.float32)
+        ref[:, c] = 0.5 + 0.2 * np.sin(2 * np.pi * np.arange(150) / 5.0)  # the reference's, 5 Hz
+        out = manipulate_reference(src, [ref], FPS)[:, c]
+        assert 0.45 < out[40:160].mean() < 0.55  # the reference's expression level
+        assert np.corrcoef(out[40:160], src[40:160, c])[0, 1] > 0.9
+        copied = manipulate_reference(src, [ref], FPS, ManipulateOptions(keep_dynamics=0.0))[:, c]
+        assert np.corrcoef(copied[40:160], src[40:160, c])[0, 1] < 0.5
+
     def test_intensity_zero_and_determinism(self):
         src = _source(80)
         ref = self._reference()
