@@ -159,6 +159,8 @@ class EditOptions:
             the built-in maps, an exemplar bank's or a reference's detail; ``mode="off"``
             for shape only).
         exemplars: an exemplar bank folder (``ned exemplars build``) for label mode, or None.
+        own_frames: in label mode, frames of the clip itself that already show the target
+            emotion lend their real detail (:func:`ned.appearance.pipeline.load_own_exemplars`).
         quiet: no progress bars.
     """
 
@@ -168,6 +170,7 @@ class EditOptions:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     appearance: AppearanceOptions = field(default_factory=AppearanceOptions)
     exemplars: Path | None = None
+    own_frames: bool = False
     quiet: bool = False
 
 
@@ -292,7 +295,8 @@ def edit_analysed(analysis: ClipAnalysis, source: Path, output: Path, options: E
         ref_clips = [dataclasses.replace(c, neutral=calm) for c in ref_clips]
     appearance, payloads = plan_appearance(
         source_expr, new_expr, fps=fps, emotions=[s.name for s in spec.segments], transition_s=spec.transition_s,
-        options=options.appearance, exemplars=options.exemplars, references=ref_clips)
+        options=options.appearance, exemplars=options.exemplars, references=ref_clips,
+        own_footage=(source, analysis.landmarks) if options.own_frames else None)
     comment = provenance_comment(spec)
     edited = render_video(source, output, analysis.landmarks, dst, make_renderer(options.render, appearance),
                           info=analysis.info, encode=options.encode, comment=comment, quiet=options.quiet,

@@ -662,3 +662,63 @@ def test_exemplars_set_the_label_targets(tmp_path):
     with pytest.raises(ModelFileError, match="no exemplar bank"):
         plan_expressions(source, ManipulationSpec.from_strings(["angry"], exemplars=tmp_path / "none"), [], 25.0)
     assert "exemplars bank" in ManipulationSpec.from_strings(["angry"], exemplars=bank).describe()
+
+
+def test_own_exemplar_frames_pick_frames_showing_the_change():
+    """Frames already showing the requested change (same direction, >= half of it) are
+    picked; a different action with some overlap (a frown with cheek raise) is not."""
+    from ned.appearance.pipeline import own_exemplar_frames
+
+    t = 60
+    src = np.zeros((t, K), np.float32)
+    src[40:46, Blendshape.LIP_CORNER_PULL_L] = 0.8  # a smile, as asked
+    src[40:46, Blendshape.CHEEK_RAISE_L] = 0.3
+    src[10:16, Blendshape.BROW_DOWN_L] = 0.9  # a frown that carries some cheek raise
+    src[10:16, Blendshape.CHEEK_RAISE_L] = 0.3
+    src[25, Blendshape.LIP_CORNER_PULL_L] = 0.2  # a hint of a smile: too little
+    new = src.copy()
+    new[:, Blendshape.LIP_CORNER_PULL_L] = 0.8
+    new[:, Blendshape.CHEEK_RAISE_L] = 0.3
+    picks = own_exemplar_frames(src, new, np.zeros(t, int), count=3, min_gap=1)
+    assert set(picks) == {0} and set(picks[0].tolist()) <= set(range(40, 46)) and len(picks[0]) == 3
+    # two segments: only the one asking for a smile finds frames
+    seg = (np.arange(t) >= 30).astype(int)
+    frown_then_smile = new.copy()
+    frown_then_smile[:30] = src[:30]
+    frown_then_smile[:30, Blendshape.LIP_CORNER_DEPRESS_L] = 0.7
+    picks = own_exemplar_frames(src, frown_then_smile, seg)
+    assert set(picks) == {1}
+    nan = src.copy()
+    nan[:] = np.nan
+    assert own_exemplar_frames(nan, new, np.zeros(t, int)) == {}
+    assert own_exemplar_frames(src, src, np.zeros(t, int)) == {}  # nothing asked
+
+
+def test_own_footage_lends_its_detail(tmp_path):
+    """``--own-frames``: the clip's own smiling frames (a crease on the cheek) lend that
+    crease, labelled with the segment's emotion, measured from the calm frames."""
+    from ned.appearance.pipeline import load_own_exemplars
+    from ned.media import write_test_video
+
+    pts = face_points()
+    calm = skin_image(3)
+    creased = calm.copy()
+    x, y = cheek_point(pts)
+    cv2.line(creased, (x - 20, y - 8), (x + 20, y + 8), (120, 90, 75), 5, lineType=cv2.LINE_AA)
+    t = 30
+    smiling = np.zeros(t, bool)
+    smiling[18:26] = True
+    write_test_video(tmp_path / "clip.mp4", [creased if s else calm for s in smiling], 25, codec="libx264",
+                     pix_fmt="yuv444p")
+    landmarks = np.repeat(np.concatenate([pts, np.zeros((468, 1), np.float32)], axis=1)[None], t, axis=0)
+    src = np.zeros((t, K), np.float32)
+    src[smiling, Blendshape.CHEEK_RAISE_R] = 0.8
+    new = src.copy()
+    new[:, Blendshape.CHEEK_RAISE_R] = 0.8
+    options = AppearanceOptions(texture_size=96)
+    bank = load_own_exemplars(tmp_path / "clip.mp4", landmarks, src, new, np.zeros(t, int), ["happy"], options)
+    assert bank is not None and 1 <= len(bank) <= 8 and set(bank.emotions) == {"happy"}
+    detail, weight = bank.detail_for(emotion_delta(src[0], new[0]), "happy", 2)
+    assert detail.min() < -0.03 and weight == pytest.approx(1.0)
+    assert load_own_exemplars(tmp_path / "clip.mp4", landmarks, src, src, np.zeros(t, int), ["happy"],
+                              options) is None

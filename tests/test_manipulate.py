@@ -320,7 +320,7 @@ class TestManipulateReference:
 
     def test_speech_rate_motion_stays_the_targets(self):
         """The reference's fast lip-corner motion (its own speech) is not copied; the
-        target's own fast motion is kept, so the mouth moves with the target's speech."""
+        target's own fast motion is kept there, so the mouth moves with the target's speech."""
         t = np.arange(200)
         c = Blendshape.LIP_STRETCH_L
         src = np.zeros((200, K), np.float32)
@@ -332,6 +332,11 @@ class TestManipulateReference:
         assert np.corrcoef(out[40:160], src[40:160, c])[0, 1] > 0.9
         copied = manipulate_reference(src, [ref], FPS, ManipulateOptions(keep_dynamics=0.0))[:, c]
         assert np.corrcoef(copied[40:160], src[40:160, c])[0, 1] < 0.5
+        # brows are not speech: the reference's brow flicks are its style, copied frame by frame
+        b = Blendshape.BROW_INNER_UP_L
+        ref[:, b] = 0.3 + 0.2 * np.sin(2 * np.pi * np.arange(150) / 5.0)
+        brows = manipulate_reference(src, [ref], FPS)[:, b]
+        assert np.corrcoef(brows[40:140], ref[40:140, b])[0, 1] > 0.9
 
     def test_intensity_zero_and_determinism(self):
         src = _source(80)

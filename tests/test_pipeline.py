@@ -126,6 +126,18 @@ def test_cli_edit_and_bad_emotion(tmp_path, sample, capsys):
     assert "unknown emotion 'bored'" in err and "happy" in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_edit_with_own_frames(tmp_path, sample):
+    """--own-frames on a clip that never shows the target emotion: nothing is lent, the
+    edit is the plain label edit, frame for frame."""
+    out, plain = tmp_path / "own.mp4", tmp_path / "plain.mp4"
+    assert main(["edit", str(sample), "-o", str(out), "--emotion", "sad", "--own-frames", "--quiet"]) == 0
+    assert main(["edit", str(sample), "-o", str(plain), "--emotion", "sad", "--quiet"]) == 0
+    assert probe(out).frame_count == probe(sample).frame_count
+    a = np.stack([f.rgb for f in iter_frames(out)]).astype(int)
+    b = np.stack([f.rgb for f in iter_frames(plain)]).astype(int)
+    assert np.abs(a - b).max() <= 1
+
+
 def test_cli_edit_needs_a_target(tmp_path, sample, capsys):
     assert main(["edit", str(sample), "-o", str(tmp_path / "o.mp4"), "--quiet"]) == 2
     assert "--emotion" in capsys.readouterr().err

@@ -59,6 +59,7 @@ __all__ = [
     "build_bank",
     "load_bank",
     "bank_from_frames",
+    "concat_banks",
     "BANK_VERSION",
 ]
 
@@ -502,6 +503,27 @@ def bank_from_frames(neutral: Sequence[tuple[np.ndarray, np.ndarray]],
                         deltas=np.stack(deltas) if m else np.zeros((0, len(Blendshape)), np.float32),
                         details=np.stack(details) if m else np.zeros((0, raster.size, raster.size), np.float32),
                         crops=np.array([""] * m), root=Path())
+
+
+def concat_banks(banks: Sequence[ExemplarBank]) -> ExemplarBank:
+    """One bank holding the exemplars of several (same texture size; ``root`` of the first).
+
+    Raises:
+        ValueError: no bank, or banks of different texture sizes.
+    """
+    banks = [b for b in banks if b is not None]
+    if not banks:
+        raise ValueError("no bank to concatenate")
+    if len({b.size for b in banks if len(b)}) > 1:
+        raise ValueError(f"banks of different texture sizes: {sorted({b.size for b in banks if len(b)})}")
+    if len(banks) == 1:
+        return banks[0]
+    return ExemplarBank(emotions=np.concatenate([b.emotions for b in banks]),
+                        actors=np.concatenate([b.actors for b in banks]),
+                        expressions=np.concatenate([b.expressions for b in banks]),
+                        deltas=np.concatenate([b.deltas for b in banks]),
+                        details=np.concatenate([b.details for b in banks if len(b)]),
+                        crops=np.concatenate([b.crops for b in banks]), root=banks[0].root)
 
 
 def iter_exemplar_images(bank: ExemplarBank) -> Iterable[tuple[str, np.ndarray]]:

@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_manipulation_arguments(p)
     add_render_arguments(p)
     add_exemplars_argument(p)
+    p.add_argument("--own-frames", action="store_true",
+                   help="label mode: frames of INPUT that already show the target emotion lend their real detail "
+                        "(creases, shading) to the rest of the clip")
     p.add_argument("--crf", type=int, default=ENCODE.crf, help=f"H.264 quality, 0-51, lower is better (default {ENCODE.crf})")
     p.add_argument("--preset", default=ENCODE.preset, help=f"x264 speed preset (default {ENCODE.preset})")
     add_backend_arguments(p)
@@ -51,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = EditOptions(manipulation=manipulation_spec(args), render=render_options(args),
-                          appearance=appearance_options(args), exemplars=args.exemplars,
+                          appearance=appearance_options(args), exemplars=args.exemplars, own_frames=args.own_frames,
                           encode=EncodeOptions(crf=args.crf, preset=args.preset), quiet=args.quiet)
     folder = deca_dir(args)
     if folder is not None:  # DECA expressions through the learned manipulator, bridged to our landmarks

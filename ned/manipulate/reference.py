@@ -15,13 +15,13 @@ reference clip (one per segment, as with several labels):
 2. its relative motion ``ref(t) - baseline_ref`` is mapped onto the target's timeline:
    ``"loop"`` plays it at its own speed, back and forth (ping-pong, no jump) when it is
    shorter than its segment; ``"stretch"`` resamples it linearly to the segment length;
-3. the segment's target is ``baseline_target + slow relative motion + keep_dynamics x the
-   target's own fast motion``: the reference's expression with its ``dynamics_window_s``
-   moving average (its speech-rate corner and brow motion belongs to *its* speech), the
-   target's fast emotion motion kept as in :mod:`ned.manipulate.label` (``keep_dynamics
-   = 0`` transfers the reference's motion frame by frame instead). Measured on the MEAD
-   crops (M030 neutral acting like W009 happy): dlib mouth-aperture r 0.87 -> 0.94,
-   identity distance 0.24 -> 0.21;
+3. the segment's target is ``baseline_target + relative motion``, where around the mouth
+   (:data:`ned.morph.rig.MOUTH_EMOTION_SHAPES`) the reference's motion is its
+   ``dynamics_window_s`` moving average plus ``keep_dynamics`` x the target's own fast
+   motion: lip corners also move with speech, and the reference's speech-rate corner
+   motion belongs to *its* speech (``keep_dynamics = 0`` transfers it frame by frame
+   instead). Brows, lids, cheeks and nose follow the reference frame by frame. Measured on
+   the MEAD crops (M030 neutral acting like W009 happy): dlib mouth-aperture r 0.87 -> 0.94;
 4. segments are blended as in :mod:`ned.manipulate.label` (raised-cosine transitions,
    intensity, bounds, kept shapes).
 """
@@ -43,7 +43,7 @@ from ned.manipulate.label import (
     segment_weights,
     split_dynamics,
 )
-from ned.morph.rig import Rig, load_rig
+from ned.morph.rig import MOUTH_EMOTION_SHAPES, Rig, load_rig, shape_mask
 from ned.types import check_array
 
 __all__ = ["TIME_MODES", "time_map", "manipulate_reference"]
@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 TIME_MODES = ("loop", "stretch")
 _DEFAULT_PERCENTILE = 20.0
+_MOUTH = shape_mask(MOUTH_EMOTION_SHAPES)
 
 
 def time_map(num_out: int, num_in: int, mode: str = "loop") -> np.ndarray:
@@ -182,11 +183,12 @@ def manipulate_reference(
         else:
             base_ref = neutral_baseline(ref, pct)
         relative = ref.astype(np.float64) - base_ref
-        if options.keep_dynamics > 0:  # the reference's slow expression, the target's own fast motion
-            relative, _ = split_dynamics(relative, window)
+        if options.keep_dynamics > 0:  # around the mouth: the reference's slow expression only
+            slow, _ = split_dynamics(relative, window)
+            relative = np.where(_MOUTH, slow, relative)
         # the segment's own frames read the reference from its start; the crossfade
         # margins before/after simply continue the mapping
         pos = reference_positions(len(src), s, n, len(ref), time_mode)
-        goals.append(base_target[None, :] + _sample(relative, pos) + options.keep_dynamics * fast)
+        goals.append(base_target[None, :] + _sample(relative, pos) + options.keep_dynamics * fast * _MOUTH)
     logger.debug("reference manipulation: %d reference(s), baseline %s", n, "zero" if pct is None else f"p{pct:g}")
     return blend_towards(src, goals, weights, alphas, rig)

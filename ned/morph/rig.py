@@ -43,6 +43,7 @@ __all__ = [
     "GAZE_SHAPES",
     "KEPT_SHAPES",
     "EMOTION_SHAPES",
+    "MOUTH_EMOTION_SHAPES",
     "Rig",
     "load_rig",
     "rig_path",
@@ -115,6 +116,13 @@ GAZE_SHAPES: tuple[Blendshape, ...] = (Blendshape.EYES_LOOK_UP,)
 #: Copied from the source by every manipulator: speech, blinks and gaze.
 KEPT_SHAPES: tuple[Blendshape, ...] = SPEECH_SHAPES + BLINK_SHAPES + GAZE_SHAPES
 EMOTION_SHAPES: tuple[Blendshape, ...] = tuple(b for b in Blendshape if b not in KEPT_SHAPES)
+#: Emotion shapes around the mouth: they also move with speech (a talking face's lip
+#: corners stretch and pull at syllable rate), so their fast motion belongs to the speaker.
+MOUTH_EMOTION_SHAPES: tuple[Blendshape, ...] = (
+    Blendshape.UPPER_LIP_RAISE, Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R,
+    Blendshape.LIP_CORNER_DEPRESS_L, Blendshape.LIP_CORNER_DEPRESS_R, Blendshape.LIP_STRETCH_L,
+    Blendshape.LIP_STRETCH_R, Blendshape.CHIN_RAISE, Blendshape.LIP_TIGHTEN,
+)
 
 
 def shape_mask(shapes: tuple[Blendshape, ...]) -> np.ndarray:
