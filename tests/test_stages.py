@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,37 @@ def test_reference_driven_and_wrong_mode(celeb, reference):
     with pytest.raises(InputError, match="--mode reference"):
         manipulate_celeb(celeb, "badref", _spec(references=[celeb]), ref_dirs=(celeb,), quiet=True)
     assert not (celeb / "badref").exists()
+
+
+def test_reference_neutral_in_the_staged_manipulate(celeb, reference, tmp_path):
+    """--ref_neutral <neutral ref folder>: the reference is measured from its actor's
+    neutral face, so an expression it holds all clip long (brows raised) transfers."""
+    import shutil
+
+    from ned.manipulate.celeb import reference_expressions
+    from ned.morph.rig import Blendshape
+    from ned.morph.topology import GROUPS
+
+    held = tmp_path / "held"
+    shutil.copytree(reference, held)
+    brows = list(GROUPS["brow_r"] + GROUPS["brow_l"])
+    for f in sorted((held / "face3d").glob("*.npz")):
+        data = dict(np.load(f))
+        iod = np.linalg.norm(data["landmarks"][33, :2] - data["landmarks"][263, :2])
+        data["landmarks"][brows, 1] -= 0.12 * iod  # brows raised in every frame
+        np.savez(f, **data)
+    up = [Blendshape.BROW_INNER_UP_L, Blendshape.BROW_INNER_UP_R, Blendshape.BROW_OUTER_UP_L,
+          Blendshape.BROW_OUTER_UP_R]
+    own = reference_expressions(held, neutral=held)[:, up].mean()
+    measured = reference_expressions(held, neutral=reference)[:, up].mean()
+    assert measured > own + 0.2, (own, measured)
+    assert main(["manipulate", str(celeb), "--exp_name", "refn", "--ref_dirs", str(held / "face3d"),
+                 "--ref_neutral", str(reference), "--quiet"]) == 0
+    assert json.loads((celeb / "refn" / "manipulation.json").read_text())["reference_neutral"] == str(reference)
+    with pytest.raises(InputError, match="--ref_dirs"):
+        manipulate_celeb(celeb, "x", _spec("happy", reference_neutral=reference), quiet=True)
+    with pytest.raises(InputError, match="--mode reference"):
+        reference_expressions(held, neutral=celeb)
 
 
 def test_postprocess_writes_folders_and_a_video_like_the_source(celeb):

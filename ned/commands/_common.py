@@ -50,8 +50,9 @@ def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ref", "--ref_dirs", dest="references", nargs="+", action="extend", default=[],
                    metavar="CLIP", help="reference clip(s) whose expressive style to copy (reference-driven)")
     g.add_argument("--ref-neutral", "--ref_neutral", dest="reference_neutral", type=Path, default=None, metavar="CLIP",
-                   help="a neutral clip of the reference actor: the reference's expression is measured from it "
-                        "(without it, from the reference clip's own calmest frames)")
+                   help="a neutral clip of the reference actor (for `manipulate`: its folder preprocessed with "
+                        "--mode reference): the reference's expression is measured from it (without it, from the "
+                        "reference clip's own calmest frames)")
     g.add_argument("--transition", type=float, default=d.transition_s,
                    help=f"seconds of crossfade between consecutive parts (default {d.transition_s})")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of every random draw (results are reproducible)")

@@ -29,7 +29,7 @@ from ned.face.align import transform_points
 from ned.face.mask import eye_landmarks
 from ned.layout import CelebLayout, atomic_save_npz, atomic_write_image, atomic_write_json, atomic_write_text, load_npz
 from ned.manipulate.plan import ManipulationSpec, plan_expressions
-from ned.morph.fit import FaceFits, apply_expression_delta
+from ned.morph.fit import FaceFits, FaceModel, apply_expression_delta
 from ned.morph.raster import render_nmfc, render_shape
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,8 @@ def load_face3d(folder: Path, first: int, count: int) -> dict[str, np.ndarray]:
     return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 
-def reference_expressions(ref: Path) -> np.ndarray:
-    """Expression weights ``(T, K)`` of a reference folder (``<ref>`` or ``<ref>/face3d``).
+def _reference_face3d(ref: Path) -> dict[str, np.ndarray]:
+    """Every frame's face3d arrays of a reference folder (``<ref>`` or ``<ref>/face3d``).
 
     Raises:
         InputError: missing, or not preprocessed with ``--mode reference``.
@@ -103,8 +103,34 @@ def reference_expressions(ref: Path) -> np.ndarray:
     if not (root / "face3d").is_dir():
         raise InputError(f"{ref}: no face3d/ folder; run `ned preprocess {root} --mode reference` first")
     state = preprocess_state(layout, ("reference",))
-    data = load_face3d(root / "face3d", 0, int(state["frames"]))
-    return data["expression"].astype(np.float32)
+    return load_face3d(root / "face3d", 0, int(state["frames"]))
+
+
+def reference_expressions(ref: Path, neutral: Path | None = None) -> np.ndarray:
+    """Expression weights ``(T, K)`` of a reference folder (``<ref>`` or ``<ref>/face3d``).
+
+    With ``neutral`` (a folder of the same reference actor's neutral clip, preprocessed
+    with ``--mode reference``), the reference's landmarks are refitted with the identity
+    estimated from that clip, so its weights are measured from the actor's neutral face
+    (as ``ned edit --ref-neutral`` does). Frames without a face are NaN rows.
+
+    Raises:
+        InputError: missing, not preprocessed with ``--mode reference``, or a neutral
+            folder without a face.
+    """
+    data = _reference_face3d(ref)
+    if neutral is None:
+        return data["expression"].astype(np.float32)
+    calm = _reference_face3d(neutral)
+    ok = calm["valid"].astype(bool)
+    if not ok.any():
+        raise InputError(f"no face found in the reference neutral clip {neutral}")
+    model = FaceModel.from_sequence(calm["landmarks"][ok])
+    valid = data["valid"].astype(bool)
+    out = np.full(data["expression"].shape, np.nan, np.float32)
+    if valid.any():
+        out[valid] = model.fit_batch(data["landmarks"][valid]).expression
+    return out
 
 
 def _fits(data: dict[str, np.ndarray], valid: np.ndarray) -> FaceFits:
@@ -215,7 +241,9 @@ def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *
     layout = CelebLayout(Path(celeb))
     final = exp_folder(layout, exp_name, overwrite)
     state = preprocess_state(layout, ("test", "reference", "train"))
-    references = [reference_expressions(Path(r)) for r in ref_dirs]
+    if spec.reference_neutral is not None and not ref_dirs:
+        raise InputError("--ref_neutral is the neutral clip of the reference actor: give --ref_dirs too")
+    references = [reference_expressions(Path(r), spec.reference_neutral) for r in ref_dirs]
     with building_exp_folder(layout, exp_name, final) as tmp:
         for clip in clip_frames(layout, state):
             data = load_face3d(layout.folder("face3d"), clip.first_frame, clip.frame_count)
@@ -229,5 +257,6 @@ def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *
                 _write_frame(tmp, clip.first_frame + t, data, t, edited[t], new_expr[t], crop_size)
         atomic_write_json(tmp / "manipulation.json", {
             "version": __version__, "request": spec.describe(), "seed": spec.seed,
-            "references": [str(r) for r in ref_dirs], "frames": int(state["frames"])})
+            "references": [str(r) for r in ref_dirs], "frames": int(state["frames"]),
+            "reference_neutral": str(spec.reference_neutral) if spec.reference_neutral is not None else None})
     return final
