@@ -715,3 +715,17 @@ class TestRealClips:
         obs = [o for _, o in tracker.track(iter_frames(path, max_frames=15), fps=FPS, source=path)]
         assert all(o.status == TRACKED for o in obs)
         assert tracker.stats.detector_runs == 1
+
+
+def test_loading_a_model_prints_nothing(capfd):
+    """LiteRT's C++ 'Created TensorFlow Lite XNNPACK delegate' line does not reach the
+    user's terminal (``--quiet`` means quiet); stderr works again afterwards."""
+    import sys
+
+    try:
+        models.load_interpreter(models.model_path("face_landmark.tflite"))
+    except ModelFileError as err:
+        pytest.skip(str(err))
+    print("after", file=sys.stderr, flush=True)
+    err = capfd.readouterr().err
+    assert "XNNPACK" not in err and err.strip() == "after"

@@ -456,15 +456,9 @@ class EmotionClassifier:
 
     def __init__(self, path: Path | None = None, num_threads: int = 1) -> None:
         path = path or locate_model_files().fer_tflite
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as err:  # pragma: no cover - part of the install
-            raise ModelFileError(f"ai-edge-litert is not installed ({err}): run `make setup`") from err
-        try:
-            self._interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as err:
-            raise ModelFileError(f"cannot load {path} ({err}): {_FER_HINT}") from err
+        from ned.face.models import load_interpreter
+
+        self._interpreter = load_interpreter(path, num_threads, hint=_FER_HINT)
         inp = self._interpreter.get_input_details()[0]
         out = self._interpreter.get_output_details()[0]
         if tuple(inp["shape"]) != (1, FER_INPUT_SIZE, FER_INPUT_SIZE, 1) or tuple(out["shape"]) != (1, 7):

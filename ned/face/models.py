@@ -30,13 +30,16 @@ Model conventions, checked against MediaPipe's graphs and on images:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import math
+import os
+import sys
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -116,8 +119,34 @@ def model_path(name: str) -> Path:
     return path
 
 
-def load_interpreter(path: Path, num_threads: int = 1) -> Any:
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send the C-level stderr (file descriptor 2) to /dev/null for the block.
+
+    LiteRT prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` from C++
+    when it allocates tensors, whatever the Python logging level; errors still reach
+    the caller as exceptions.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def load_interpreter(path: Path, num_threads: int = 1, *, hint: str = _INSTALL_HINT) -> Any:
     """A LiteRT interpreter with tensors allocated.
+
+    Args:
+        hint: what to tell the user when the file does not load.
 
     Raises:
         ModelFileError: LiteRT is missing or the file is not a valid model.
@@ -127,10 +156,11 @@ def load_interpreter(path: Path, num_threads: int = 1) -> Any:
     except ImportError as err:  # pragma: no cover - part of the install
         raise ModelFileError(f"ai-edge-litert is not installed ({err}): run `make setup`") from err
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
-        interpreter.allocate_tensors()
+        with _native_stderr_silenced():
+            interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as err:
-        raise ModelFileError(f"cannot load model {path}: {err}; reinstall: {_INSTALL_HINT}") from err
+        raise ModelFileError(f"cannot load model {path}: {err}; {hint}") from err
     return interpreter
 
 
