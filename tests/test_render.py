@@ -591,3 +591,84 @@ class TestUnalign:
         with pytest.raises(ValueError, match="interpolation"):
             unalign(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.float32), np.eye(2, 3), (10, 10),
                     interpolation="area")
+
+
+# --------------------------------------------------------------------------- eyes opening wider
+def _eye_scene(closed: bool = False):
+    """A face mesh laid out in a 512 px image with painted eyes: white openings, a dark iris
+    whose top is hidden by the upper lid; returns image, 478 source landmarks, the face
+    topology and the iris circle ``(x, y, r)`` of the person's right eye."""
+    from ned.morph.topology import GROUPS, load_topology
+
+    topo = load_topology()
+    pts = topo.canonical[:, :2] * 124.0 + np.array([256.0, 264.0])
+    if closed:
+        for up, lo in (("eye_r_upper", "eye_r_lower"), ("eye_l_upper", "eye_l_lower")):
+            pts[list(GROUPS[up])] = pts[list(GROUPS[lo])]
+    img = np.full((512, 512, 3), (200, 150, 125), np.uint8)
+    irises = []
+    for up, lo in (("eye_r_upper", "eye_r_lower"), ("eye_l_upper", "eye_l_lower")):
+        contour = np.concatenate([pts[list(GROUPS[up])], pts[list(GROUPS[lo])][::-1]])
+        opening = np.zeros((512, 512), np.uint8)
+        cv2.fillPoly(opening, [np.round(contour * 16).astype(np.int32)], 1, shift=4)
+        top, bottom = pts[list(GROUPS[up]), 1].min(), pts[list(GROUPS[lo]), 1].max()
+        cx = pts[list(GROUPS[up]), 0].mean()
+        r = 0.7 * (bottom - top)
+        cy = bottom - r * 0.8  # the iris reaches above the upper lid: its top is hidden
+        eye = np.full((512, 512, 3), 245, np.uint8)
+        cv2.circle(eye, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 16)), (60, 40, 30), -1, shift=4)
+        img[opening > 0] = eye[opening > 0]
+        irises.append((cx, cy, r))
+    iris_pts = []
+    for cx, cy, r in irises:
+        iris_pts += [(cx, cy), (cx + r, cy), (cx, cy - r), (cx - r, cy), (cx, cy + r)]
+    landmarks = np.concatenate([pts, np.array(iris_pts)])
+    return img, np.concatenate([landmarks, np.zeros((478, 1))], axis=1).astype(np.float32), topo, irises[0]
+
+
+def _raise_upper_lids(landmarks: np.ndarray, pixels: float) -> np.ndarray:
+    from ned.morph.topology import GROUPS
+
+    out = landmarks.copy()
+    for up in ("eye_r_upper", "eye_l_upper"):
+        inner = list(GROUPS[up])[1:-1]  # the corners stay
+        out[inner, 1] -= pixels
+    return out
+
+
+def test_raised_lids_uncover_the_eye_instead_of_stretching_it():
+    from ned.morph.topology import GROUPS
+
+    img, src, topo, (cx, cy, r) = _eye_scene()
+    dst = _raise_upper_lids(src, 12.0)
+    render = lambda reveal: WarpRenderer(topo.triangles, topo.group("face_oval"), RenderOptions(  # noqa: E731
+        reveal_eyes=reveal, map_step=1), n_points=468).render(img, src, dst).frame
+    on, off = render(True), render(False)
+    lid_y = float(np.interp(cx, np.sort(src[list(GROUPS["eye_r_upper"]), 0]),
+                            src[list(GROUPS["eye_r_upper"]), 1][np.argsort(src[list(GROUPS["eye_r_upper"]), 0])]))
+    # just above the old lid line, over the iris: the iris's hidden top, dark
+    assert on[int(lid_y) - 2, int(round(cx))].mean() < 110
+    # beside the iris in the uncovered band: the white of the eye
+    for x in (int(round(cx - 1.6 * r)), int(round(cx + 1.6 * r))):
+        y = int(np.interp(x, np.sort(src[list(GROUPS["eye_r_upper"]), 0]),
+                          src[list(GROUPS["eye_r_upper"]), 1][np.argsort(src[list(GROUPS["eye_r_upper"]), 0])])) - 1
+        assert on[y, x].mean() > 200, (x, y, on[y, x])
+    # the iris stays round: above its circle the white shows (stretched, it reaches there)
+    above = (int(round(cy - r)) - 2, int(round(cx)))
+    assert on[above].mean() > 200 and off[above].mean() < 110, (on[above], off[above])
+    # and the whole change is inside the edited eye openings
+    inside = np.zeros((512, 512), np.uint8)
+    for up, lo in (("eye_r_upper", "eye_r_lower"), ("eye_l_upper", "eye_l_lower")):
+        contour = np.concatenate([dst[list(GROUPS[up]), :2], dst[list(GROUPS[lo]), :2][::-1]])
+        cv2.fillPoly(inside, [np.round(contour * 16).astype(np.int32)], 1, shift=4)
+    inside = cv2.dilate(inside, np.ones((3, 3), np.uint8))
+    assert (on != off).any(axis=2)[inside == 0].sum() == 0
+    assert (on != off).any()
+
+
+def test_closed_eyes_keep_the_plain_warp():
+    img, src, topo, _ = _eye_scene(closed=True)
+    dst = _raise_upper_lids(src, 8.0)
+    frames = [WarpRenderer(topo.triangles, topo.group("face_oval"), RenderOptions(reveal_eyes=reveal),
+                           n_points=468).render(img, src, dst).frame for reveal in (True, False)]
+    np.testing.assert_array_equal(frames[0], frames[1])

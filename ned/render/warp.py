@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -359,6 +360,10 @@ def warp_piecewise_affine(image: np.ndarray, src_points: np.ndarray, dst_points:
                      identity=background == "identity")
 
 
+#: ``adjust(map_xy (h, w, 2) float32, origin (x0, y0))``: rewrites a backward map in place.
+MapAdjust = Callable[[np.ndarray, tuple[int, int]], None]
+
+
 @dataclass(frozen=True)
 class _BoxMaps:
     """Backward maps of the part of a box that the drawn triangles cover.
@@ -434,7 +439,7 @@ def _box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tupl
 
 
 def box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tuple[int, int, int, int], *,
-             map_step: int) -> np.ndarray | None:
+             map_step: int, map_adjust: MapAdjust | None = None) -> np.ndarray | None:
     """Backward map of the identity-background warp over a whole box, for warping
     several planes (e.g. Y, Cb, Cr) with ``cv2.remap`` exactly as :func:`warp_piecewise_affine`
     warps an image.
@@ -444,6 +449,7 @@ def box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tuple
         triangles: ``(M, 3)`` integer indices.
         box: ``(x0, y0, x1, y1)`` output pixels.
         map_step: as in :func:`warp_piecewise_affine`.
+        map_adjust: rewrites the map in place (e.g. :func:`ned.render.eyes.reveal_eyes`).
 
     Returns:
         ``map_xy`` ``(y1 - y0, x1 - x0, 2) float32``: the source pixel ``(x, y)`` of each
@@ -453,17 +459,21 @@ def box_maps(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray, box: tuple
     """
     maps = _box_maps(src, dst, triangles, tuple(int(v) for v in box), map_step=map_step, identity=True,
                      need_index=False, whole_box=True)
-    return None if maps is None else maps.map_xy
+    if maps is None:
+        return None
+    if map_adjust is not None:
+        map_adjust(maps.map_xy, maps.box[:2])
+    return maps.map_xy
 
 
 def _warp_box(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray,
               box: tuple[int, int, int, int], *, interpolation: str, map_step: int, identity: bool,
-              coverage: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+              coverage: bool = True, map_adjust: MapAdjust | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """The warp of :func:`warp_piecewise_affine` over ``box`` of the output (checked inputs).
 
-    ``src``, ``dst``: ``(N, 2) float64`` with the anchors appended. Returns ``warped``
-    ``(h, w, 3) uint8`` and ``coverage`` ``(h, w) float32`` of the box (None when
-    ``coverage`` is False).
+    ``src``, ``dst``: ``(N, 2) float64`` with the anchors appended; ``map_adjust`` as in
+    :func:`box_maps`. Returns ``warped`` ``(h, w, 3) uint8`` and ``coverage`` ``(h, w)
+    float32`` of the box (None when ``coverage`` is False).
     """
     bx0, by0, bx1, by1 = box
     bh, bw = by1 - by0, bx1 - bx0
@@ -474,6 +484,8 @@ def _warp_box(image: np.ndarray, src: np.ndarray, dst: np.ndarray, triangles: np
     if maps is None:
         return warped, cover
     x0, y0, x1, y1 = maps.box
+    if map_adjust is not None:
+        map_adjust(maps.map_xy, (x0, y0))
     region = cv2.remap(image, maps.map_xy, None, _INTERPOLATIONS[interpolation], borderMode=cv2.BORDER_REPLICATE)
     out = warped[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
     if identity and image.shape[0] >= y1 and image.shape[1] >= x1:

@@ -27,7 +27,10 @@ import cv2
 import numpy as np
 
 from ned.render.blend import BlendOptions, blend, blend_box, mask_reach_px, soft_mask
-from ned.render.warp import _INTERPOLATIONS, WarpMesh, _warp_box, anchor_ring, box_maps, build_warp_mesh
+from ned.morph.topology import NUM_VERTICES
+from ned.render.eyes import iris_circles, reveal_eyes
+from ned.render.warp import (_INTERPOLATIONS, MapAdjust, WarpMesh, _warp_box, anchor_ring, box_maps,
+                             build_warp_mesh)
 from ned.types import check_array
 
 __all__ = ["AppearanceContext", "AppearanceFn", "RenderOptions", "RenderedFace", "RenderedPlanes", "RenderedRegion",
@@ -50,6 +53,9 @@ class RenderOptions:
         map_step: the warp's displacement field is evaluated every ``map_step`` pixels and
             bilinearly upsampled, ``1..4`` (1 = exact; 2 is faster and visually identical).
         blend: how the warped face is composited (method, feather, levels, colour).
+        reveal_eyes: inside the eye openings the eye moves rigidly and lids that open
+            wider uncover more of it instead of stretching it (:mod:`ned.render.eyes`;
+            needs the 468-point face mesh).
     """
 
     ring_scale: float = 0.3
@@ -57,6 +63,7 @@ class RenderOptions:
     interpolation: str = "cubic"
     map_step: int = 2
     blend: BlendOptions = field(default_factory=BlendOptions)
+    reveal_eyes: bool = True
 
     def __post_init__(self) -> None:
         if not (0 < self.ring_scale <= 2):
@@ -298,7 +305,9 @@ class WarpRenderer:
         out_box = (x0 - sx0, y0 - sy0, x1 - sx0, y1 - sy0)
         warped, coverage = _warp_box(source, points_s, targets_s, mesh.triangles, out_box,
                                      interpolation=opts.interpolation, map_step=opts.map_step, identity=True,
-                                     coverage=self.appearance is not None)
+                                     coverage=self.appearance is not None,
+                                     map_adjust=self._map_adjust(src, dst, iris_circles(np.asarray(src_landmarks)),
+                                                                 s_origin))
         region = source[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
         origin = np.array([x0, y0], np.float64)
         mask = soft_mask(polygon - origin, (y1 - y0, x1 - x0), feather)
@@ -383,7 +392,7 @@ class WarpRenderer:
         cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
         y_in, u_in, v_in = y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1]
         map_xy = box_maps(np.concatenate([src, anchors]), np.concatenate([dst, anchors]), mesh.triangles,
-                          (x0, y0, x1, y1), map_step=opts.map_step)
+                          (x0, y0, x1, y1), map_step=opts.map_step, map_adjust=self._map_adjust(src, dst, iris_circles(np.asarray(src_landmarks))))
         gain = None
         if self.appearance is not None:
             y_warped = y_in if map_xy is None else \
@@ -438,6 +447,18 @@ class WarpRenderer:
                 or source_box[3] <= source_box[1]:
             return None
         return anchors, polygon, feather, source_box, out_box
+
+    def _map_adjust(self, src: np.ndarray, dst: np.ndarray, iris: np.ndarray | None,
+                    shift: np.ndarray | None = None) -> MapAdjust | None:
+        """The eye-opening rewrite of the backward map (:func:`ned.render.eyes.reveal_eyes`)
+        for mesh points ``src``/``dst`` and source ``iris`` circles in frame pixels, moved by
+        ``-shift`` into the map's frame; None when off or not our face mesh."""
+        if not self.options.reveal_eyes or self.mesh.n_points < NUM_VERTICES:
+            return None
+        if shift is not None:
+            src, dst = src - shift, dst - shift
+            iris = None if iris is None else iris - np.array([shift[0], shift[1], 0.0])
+        return lambda map_xy, origin: reveal_eyes(map_xy, origin, src, dst, iris)
 
     def _points(self, points: np.ndarray, name: str) -> np.ndarray:
         points = np.asarray(points)

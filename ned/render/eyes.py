@@ -1,0 +1,135 @@
+"""Eye openings that open wider without stretching the eye: the eyeball stays, the white shows.
+
+The piecewise-affine warp maps each eye opening's triangles from the source lid contour
+to the edited one, so raising the upper lid (surprise, fear) stretches the iris into an
+oval instead of showing more of the eye. :func:`reveal_eyes` rewrites the backward map
+inside each edited opening:
+
+- the eye content moves rigidly with the eye corners (an eyeball does not move when the
+  lids do): output pixel ``p`` reads the source at ``p - d``, ``d`` the mean displacement of
+  the two corners;
+- where that lands on the source's upper lid (the band the raised lid uncovers), it reads
+  the source mirrored about the upper lid margin instead: the strip just below the lid
+  continues above it, as the hidden part of the eyeball would; with the iris circles
+  known (MediaPipe's iris points), uncovered pixels outside the iris read the white
+  beside the iris, so the iris stays round and white shows above it. The same holds at
+  the lower lid. A small margin keeps lashes out of the mirror.
+
+Eyes that are (nearly) closed in the source, where there is no eye to mirror, keep the
+plain warp. Only the map changes, so the RGB and the YUV-plane render paths share it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ned.morph.topology import GROUPS, NUM_VERTICES, inter_ocular_distance
+
+__all__ = ["EYES", "EDGE_BAND_IOD", "LID_MARGIN_IOD", "MIN_OPENING_IOD", "iris_circles", "reveal_eyes"]
+
+#: (upper lid, lower lid) contours of each eye, corner to corner (same corners).
+EYES: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = (
+    (GROUPS["eye_r_upper"], GROUPS["eye_r_lower"]),
+    (GROUPS["eye_l_upper"], GROUPS["eye_l_lower"]),
+)
+#: distance kept from the source lid margins when mirroring (lashes, their shadow), IOD
+LID_MARGIN_IOD = 0.012
+#: width of the band along the edited lid line that keeps the plain warp, and of the
+#: hand-over band inside it, IOD
+EDGE_BAND_IOD = 0.015
+#: a source eye opening (mean lid distance) below this is treated as closed, IOD
+MIN_OPENING_IOD = 0.035
+
+
+def _lid_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A lid contour ``(n, 2)`` as ``(x ascending, y)`` for :func:`numpy.interp`."""
+    order = np.argsort(points[:, 0], kind="stable")
+    return points[order, 0], points[order, 1]
+
+
+def iris_circles(landmarks: np.ndarray) -> np.ndarray | None:
+    """``(2, 3)`` ``(x, y, radius)`` of the right and left iris of ``(478, >= 2)`` landmarks
+    (MediaPipe's iris rows: centre then four contour points per eye), or None without them."""
+    if landmarks.shape[0] < NUM_VERTICES + 10 or not np.isfinite(landmarks[NUM_VERTICES:NUM_VERTICES + 10, :2]).all():
+        return None
+    out = []
+    for start in (NUM_VERTICES, NUM_VERTICES + 5):
+        centre = landmarks[start, :2].astype(np.float64)
+        radius = np.linalg.norm(landmarks[start + 1:start + 5, :2] - centre, axis=1).mean()
+        out.append([centre[0], centre[1], radius])
+    return np.array(out)
+
+
+def reveal_eyes(map_xy: np.ndarray, origin: tuple[float, float], src: np.ndarray, dst: np.ndarray,
+                iris: np.ndarray | None = None) -> None:
+    """Rewrite a backward map inside the edited eye openings (see the module doc), in place.
+
+    Args:
+        map_xy: ``(h, w, 2) float32`` source coordinates of each output pixel of a box
+            whose top-left output pixel is ``origin``; coordinates in the frame of the points.
+        src, dst: ``(>= 468, 2)`` source and edited mesh points, same frame.
+        iris: ``(2, 3)`` source iris circles (:func:`iris_circles`, same frame), or None.
+            With them, an uncovered pixel outside its iris shows the white of the eye
+            beside the iris (read at the same height, mirrored into the opening) rather
+            than the mirrored iris.
+    """
+    if src.shape[0] < NUM_VERTICES or dst.shape[0] < NUM_VERTICES:
+        return
+    h, w = map_xy.shape[:2]
+    ox, oy = float(origin[0]), float(origin[1])
+    iod = float(inter_ocular_distance(src[:NUM_VERTICES]))
+    if not iod > 0:
+        return
+    margin = LID_MARGIN_IOD * iod
+    for e, (upper, lower) in enumerate(EYES):
+        up, lo = list(upper), list(lower)
+        corners = [up[0], up[-1]]
+        if np.abs(dst[up + lo] - src[up + lo]).max() < 0.05:  # this eye's lids did not move
+            continue
+        ux, uy = _lid_curve(src[up])
+        lx, ly = _lid_curve(src[lo])
+        if np.mean(np.interp(ux, lx, ly) - uy) < MIN_OPENING_IOD * iod:
+            continue  # closed (blink) or nearly: nothing to mirror
+        poly = np.concatenate([dst[up], dst[lo][::-1][1:-1]])
+        x0 = max(int(np.floor(poly[:, 0].min() - ox)) - 1, 0)
+        y0 = max(int(np.floor(poly[:, 1].min() - oy)) - 1, 0)
+        x1 = min(int(np.ceil(poly[:, 0].max() - ox)) + 2, w)
+        y1 = min(int(np.ceil(poly[:, 1].max() - oy)) + 2, h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        inside = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        local = np.round((poly - (ox + x0, oy + y0)) * 16).astype(np.int32)
+        cv2.fillPoly(inside, [local], 1, lineType=cv2.LINE_8, shift=4)
+        rows, cols = np.nonzero(inside)
+        if rows.size == 0:
+            continue
+        d = (dst[corners] - src[corners]).mean(axis=0)
+        qx = cols + (x0 + ox) - d[0]
+        qy = rows + (y0 + oy) - d[1]
+        top = np.interp(qx, ux, uy) + margin
+        bottom = np.interp(qx, lx, ly) - margin
+        hidden = (qy < top) | (qy > bottom)
+        if iris is not None and hidden.any():
+            # uncovered white above/below the iris: read the white beside the iris instead
+            cx, cy, r = iris[e]
+            white = hidden & (np.hypot(qx - cx, qy - cy) > r)
+            side = np.where(qx >= cx, 1.0, -1.0)
+            beside = cx + side * np.maximum(np.abs(qx - cx), 1.25 * r)
+            beside = np.clip(beside, ux[0] + 0.15 * (ux[-1] - ux[0]), ux[-1] - 0.15 * (ux[-1] - ux[0]))
+            qx = np.where(white, beside, qx)
+            top = np.where(white, np.interp(qx, ux, uy) + margin, top)
+            bottom = np.where(white, np.interp(qx, lx, ly) - margin, bottom)
+        open_ = bottom > top
+        qy = np.where(qy < top, 2.0 * top - qy, qy)
+        qy = np.where(qy > bottom, 2.0 * bottom - qy, qy)
+        qy = np.clip(qy, top, np.maximum(bottom, top))
+        # along the edited lid line keep the warp (it brings the source's own lid margin,
+        # lash shadow and waterline) and hand over to the eyeball over one more band
+        depth = cv2.distanceTransform(np.pad(inside, 1), cv2.DIST_L2, 3)[1:-1, 1:-1][rows, cols]
+        band = EDGE_BAND_IOD * iod
+        weight = np.clip((depth - band) / band, 0.0, 1.0)[open_]
+        sel_r, sel_c = rows[open_] + y0, cols[open_] + x0
+        old = map_xy[sel_r, sel_c].astype(np.float64)
+        map_xy[sel_r, sel_c, 0] = old[:, 0] + weight * (qx[open_] - old[:, 0])
+        map_xy[sel_r, sel_c, 1] = old[:, 1] + weight * (qy[open_] - old[:, 1])
