@@ -89,6 +89,28 @@ _NOT_VIDEO_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 # AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic / AVColorRange values.
 _AVCOL_BT709 = 1
 _AVCOL_SPC_SMPTE170M = 6  # the BT.601 matrix
+#: YCbCr matrices ned reads and writes: name -> (Kr, Kb, the AVColorSpace tag written)
+YCBCR_MATRICES: dict[str, tuple[float, float, int]] = {
+    "bt601": (0.299, 0.114, _AVCOL_SPC_SMPTE170M),
+    "bt709": (0.2126, 0.0722, _AVCOL_BT709),
+}
+#: AVColorSpace tags -> matrix: FFmpeg converts unspecified (2), bt470bg (5) and
+#: smpte170m (6) with BT.601
+_MATRIX_OF_SPACE = {2: "bt601", 5: "bt601", 6: "bt601", 1: "bt709"}
+
+
+def _matrix_of(frame: av.VideoFrame) -> str | None:
+    """The YCbCr matrix of a decoded frame's colour tag, or None for other spaces."""
+    return _MATRIX_OF_SPACE.get(int(frame.colorspace))
+
+
+def _rgb_to_ycbcr(matrix: str) -> np.ndarray:
+    """``(3, 3) float64`` full-range RGB -> (Y, Cb, Cr) (chroma centred on 0)."""
+    kr, kb, _ = YCBCR_MATRICES[matrix]
+    kg = 1.0 - kr - kb
+    return np.array([[kr, kg, kb],
+                     [-0.5 * kr / (1 - kb), -0.5 * kg / (1 - kb), 0.5],
+                     [0.5, -0.5 * kg / (1 - kr), -0.5 * kb / (1 - kr)]])
 _AVCOL_RANGE_MPEG = 1
 # Full-range (JPEG) 8-bit levels -> limited-range (MPEG) levels.
 _LUMA_TO_LIMITED = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
@@ -205,6 +227,8 @@ class VideoInfo:
         time_base: the unit of :attr:`DecodedFrame.pts`.
         start_time_s: presentation time of the first frame in the file's clock.
         audio_duration_s: length of the audio stream in seconds (None without audio).
+        ycbcr_matrix: the YCbCr matrix of the decoded pictures, ``"bt709"`` when tagged
+            BT.709, else ``"bt601"`` (what FFmpeg assumes for untagged video).
     """
 
     path: Path
@@ -221,6 +245,7 @@ class VideoInfo:
     time_base: Fraction = Fraction(1, 90000)
     start_time_s: float = 0.0
     audio_duration_s: float | None = None
+    ycbcr_matrix: str = "bt601"
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0:
@@ -233,6 +258,9 @@ class VideoInfo:
             raise ValueError(f"VideoInfo: rotation_deg must be 0/90/180/270, got {self.rotation_deg}")
         if self.has_audio != (self.audio_codec is not None):
             raise ValueError("VideoInfo: has_audio and audio_codec disagree")
+        if self.ycbcr_matrix not in YCBCR_MATRICES:
+            raise ValueError(f"VideoInfo: ycbcr_matrix must be one of {sorted(YCBCR_MATRICES)}, "
+                             f"got {self.ycbcr_matrix!r}")
 
 
 def _reason(err: BaseException) -> str:
@@ -458,6 +486,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             time_base=tb,
             start_time_s=float(pts[0] * tb),
             audio_duration_s=audio_duration,
+            ycbcr_matrix=_matrix_of(scan.first_frame) or "bt601",
         )
 
 
@@ -568,22 +597,24 @@ def _decode(path: Path, max_frames: int | None) -> Iterator[tuple[int, av.VideoF
 
 
 # ----------------------------------------------------------------------------- planar frames
-# Decoded formats kept as planes (8-bit 4:2:0) -> full range. BT.601 matrices only: the
-# colour spaces that FFmpeg (and so :func:`iter_frames`) converts with BT.601, i.e.
-# unspecified, bt470bg and smpte170m; anything else is converted to RGB on decode.
+# Decoded formats kept as planes (8-bit 4:2:0) -> full range. BT.601 and BT.709 matrices
+# (:data:`_MATRIX_OF_SPACE`); anything else is converted to RGB on decode.
 _PLANAR_FORMATS = {"yuv420p": False, "yuvj420p": True}
-_BT601_SPACES = frozenset({2, 5, 6})
 _AVCOL_RANGE_JPEG = 2
 # Limited-range levels -> full-range levels (inverse of _LUMA_TO_LIMITED / _CHROMA_TO_LIMITED).
 _LUMA_TO_FULL = np.clip(np.round((np.arange(256) - 16) * (255 / 219)), 0, 255).astype(np.uint8)
 _CHROMA_TO_FULL = np.clip(np.round(128 + (np.arange(256) - 128) * (255 / 224)), 0, 255).astype(np.uint8)
-# Full-range BT.601 RGB -> (Y, Cb, Cr) differences; the limited-range rows are scaled by
-# 219/255 (luma) and 224/255 (chroma).
-_RGB_TO_YCBCR = np.array([[0.299, 0.587, 0.114],
-                          [-0.168736, -0.331264, 0.5],
-                          [0.5, -0.418688, -0.081312]])
-_YCBCR_FROM_RGB_FULL = _RGB_TO_YCBCR.astype(np.float32)
-_YCBCR_FROM_RGB_LIMITED = (_RGB_TO_YCBCR * np.array([[219 / 255], [224 / 255], [224 / 255]])).astype(np.float32)
+# RGB differences -> (Y, Cb, Cr) differences per (matrix, full range); the limited-range
+# rows are scaled by 219/255 (luma) and 224/255 (chroma).
+_LIMITED_ROWS = np.array([[219 / 255], [224 / 255], [224 / 255]])
+_YCBCR_FROM_RGB = {(m, full): (_rgb_to_ycbcr(m) * (1.0 if full else _LIMITED_ROWS)).astype(np.float32)
+                   for m in YCBCR_MATRICES for full in (True, False)}
+# Full-range (Y, Cb, Cr) -> RGB as a 3x4 cv2.transform matrix (chroma stored around 128).
+_RGB_FROM_YCBCR_FULL = {}
+for _m in YCBCR_MATRICES:
+    _inv = np.linalg.inv(_rgb_to_ycbcr(_m))
+    _RGB_FROM_YCBCR_FULL[_m] = np.concatenate([_inv, -_inv @ np.array([[0.0], [128.0], [128.0]])], axis=1
+                                              ).astype(np.float32)
 
 
 def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
@@ -595,7 +626,7 @@ def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
 
 
 class YuvImage:
-    """A decoded 8-bit YUV 4:2:0 picture kept in its planes (BT.601 matrix).
+    """A decoded 8-bit YUV 4:2:0 picture kept in its planes (BT.601 or BT.709 matrix).
 
     Converting a 1080p frame to RGB costs about as much as decoding it; most of the
     pipeline needs only the face: :meth:`warp_rgb` cuts an RGB crop straight from the
@@ -606,6 +637,7 @@ class YuvImage:
     Attributes:
         shape: ``(H, W, 3)``, the size of the RGB picture (even ``H`` and ``W``).
         full_range: True for full-range (JPEG) levels, False for limited (16-235).
+        matrix: ``"bt601"`` or ``"bt709"`` (:data:`YCBCR_MATRICES`), from the frame's tag.
         frame: the decoded ``av.VideoFrame`` (read-only: the decoder may share it).
     """
 
@@ -615,6 +647,7 @@ class YuvImage:
             raise ValueError(f"YuvImage: needs an even-sized yuv420p/yuvj420p frame, got {name} "
                              f"{frame.width}x{frame.height}")
         self.frame = frame
+        self.matrix = _matrix_of(frame) or "bt601"
         self.full_range = _PLANAR_FORMATS[name] or frame.color_range == _AVCOL_RANGE_JPEG
         self.shape = (frame.height, frame.width, 3)
         self.y, self.u, self.v = (_plane_array(p) for p in frame.planes[:3])
@@ -624,7 +657,7 @@ class YuvImage:
     def supports(frame: av.VideoFrame) -> bool:
         """True when ``frame`` can be kept as planes (see :data:`_PLANAR_FORMATS`)."""
         return (frame.format.name in _PLANAR_FORMATS and frame.width % 2 == 0 and frame.height % 2 == 0
-                and frame.colorspace in _BT601_SPACES)
+                and _matrix_of(frame) is not None)
 
     @property
     def encodable(self) -> bool:
@@ -639,12 +672,15 @@ class YuvImage:
         return self._rgb
 
     def _to_rgb_planes(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Equal-sized Y, Cb, Cr -> RGB (full-range BT.601 after expanding limited levels)."""
+        """Equal-sized Y, Cb, Cr -> RGB (full range after expanding limited levels; the
+        frame's matrix: OpenCV's BT.601 conversion, or a BT.709 transform)."""
         import cv2
 
         if not self.full_range:
             y, u, v = cv2.LUT(y, _LUMA_TO_FULL), cv2.LUT(u, _CHROMA_TO_FULL), cv2.LUT(v, _CHROMA_TO_FULL)
-        return cv2.cvtColor(cv2.merge([y, v, u]), cv2.COLOR_YCrCb2RGB)
+        if self.matrix == "bt601":
+            return cv2.cvtColor(cv2.merge([y, v, u]), cv2.COLOR_YCrCb2RGB)
+        return cv2.transform(cv2.merge([y, u, v]), _RGB_FROM_YCBCR_FULL[self.matrix])
 
     def region_rgb(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         """``(y1 - y0, x1 - x0, 3) uint8`` RGB of a rectangle (chroma upsampled bilinearly).
@@ -770,7 +806,7 @@ class YuvImage:
             if keep is not None:
                 kept = np.zeros(diff.shape[:2], np.uint8)
                 kept[inner] = check_array(keep, f"{h} {w}", bool, name="keep")
-        matrix = _YCBCR_FROM_RGB_FULL if self.full_range else _YCBCR_FROM_RGB_LIMITED
+        matrix = _YCBCR_FROM_RGB[(self.matrix, self.full_range)]
         half = ((ex1 - ex0) // 2, (ey1 - ey0) // 2)
         d_y = cv2.transform(diff, matrix[:1])                                   # (h, w) luma change
         # The mean RGB change of each 2x2 block, then its chroma (the transform is linear).
@@ -795,7 +831,7 @@ class PlanarFrame:
 
     Attributes:
         index, pts, time_s: as :class:`DecodedFrame`.
-        image: a :class:`YuvImage` (8-bit 4:2:0, BT.601, no rotation), else the
+        image: a :class:`YuvImage` (8-bit 4:2:0, BT.601 or BT.709, no rotation), else the
             ``(H, W, 3) uint8`` RGB frame.
     """
 
@@ -812,7 +848,7 @@ class PlanarFrame:
 
 def iter_planar_frames(path: str | os.PathLike, *, max_frames: int | None = None) -> Iterator[PlanarFrame]:
     """Decode like :func:`iter_frames`, but leave each frame in its YUV planes when it is
-    8-bit 4:2:0 BT.601 without rotation (the usual camera / phone / web H.264), so
+    8-bit 4:2:0 BT.601 or BT.709 without rotation (the usual camera / phone / web H.264), so
     that only the pixels that are needed get converted to RGB.
 
     Yields:
@@ -1058,36 +1094,51 @@ def _as_fraction(value: Fraction | int | float | str, name: str) -> Fraction:
     return frac
 
 
-def rgb_to_video_frame(rgb: np.ndarray, pix_fmt: str = "yuv420p") -> av.VideoFrame:
-    """Convert ``(H, W, 3) uint8`` RGB to a limited-range BT.601 YCbCr frame.
+def _rgb_to_ycrcb(rgb: np.ndarray, matrix: str) -> np.ndarray:
+    """``(H, W, 3) uint8`` RGB -> full-range ``(Y, Cr, Cb)`` (OpenCV's channel order)."""
+    import cv2
 
-    BT.601 because OpenCV converts with it about four times faster than swscale
-    (a 1080p frame: 6 ms against 26 ms, best of 30 runs on this 2-core CPU); the
-    frame and the encoder are tagged with it, so players and :func:`iter_frames`
-    decode the right colours. 4:2:0 chroma is the average of each 2x2 block (as swscale does),
-    not a point sample (as ``cv2.COLOR_RGB2YUV_I420`` does, which aliases).
+    if matrix == "bt601":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
+    m = _rgb_to_ycbcr(matrix)[[0, 2, 1]]
+    return cv2.transform(rgb, np.concatenate([m, [[0.0], [128.0], [128.0]]], axis=1).astype(np.float32))
+
+
+def rgb_to_video_frame(rgb: np.ndarray, pix_fmt: str = "yuv420p", matrix: str = "bt601") -> av.VideoFrame:
+    """Convert ``(H, W, 3) uint8`` RGB to a limited-range YCbCr frame.
+
+    BT.601 by default because OpenCV converts with it about four times faster than
+    swscale (a 1080p frame: 6 ms against 26 ms, best of 30 runs on this 2-core CPU);
+    ``"bt709"`` for a writer that passes BT.709 pictures through unconverted. The frame
+    is tagged with its matrix, so players and :func:`iter_frames` decode the right
+    colours. 4:2:0 chroma is the average of each 2x2 block (as swscale does), not a
+    point sample (as ``cv2.COLOR_RGB2YUV_I420`` does, which aliases).
 
     Args:
         rgb: ``(H, W, 3) uint8`` RGB; H and W even for yuv420p.
         pix_fmt: ``yuv420p`` or ``yuv444p`` (fast path), other formats via swscale.
+        matrix: ``"bt601"`` or ``"bt709"`` (:data:`YCBCR_MATRICES`).
 
     Returns:
-        An ``av.VideoFrame`` tagged BT.601 (smpte170m), limited range.
+        An ``av.VideoFrame`` tagged with the matrix (smpte170m / bt709), limited range.
     """
     import cv2
 
     check_array(rgb, "H W 3", np.uint8, name="rgb")
+    if matrix not in YCBCR_MATRICES:
+        raise ValueError(f"matrix must be one of {sorted(YCBCR_MATRICES)}, got {matrix!r}")
     rgb = np.ascontiguousarray(rgb)
     height, width = rgb.shape[:2]
     if pix_fmt not in ("yuv420p", "yuv444p"):
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        return frame.reformat(format=pix_fmt, dst_colorspace="ITU601", dst_color_range=_AVCOL_RANGE_MPEG)
-    full = cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)  # full-range BT.601, channels Y Cr Cb
+        return frame.reformat(format=pix_fmt, dst_colorspace="ITU601" if matrix == "bt601" else "ITU709",
+                              dst_color_range=_AVCOL_RANGE_MPEG)
+    full = _rgb_to_ycrcb(rgb, matrix)  # full range, channels Y Cr Cb
     if pix_fmt == "yuv420p":
         if width % 2 or height % 2:
             raise ValueError(f"yuv420p needs an even size, got {width}x{height}")
         small = cv2.resize(rgb, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
-        chroma = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
+        chroma = _rgb_to_ycrcb(small, matrix)
     else:
         chroma = full
     frame = av.VideoFrame(width, height, pix_fmt)
@@ -1099,7 +1150,7 @@ def rgb_to_video_frame(rgb: np.ndarray, pix_fmt: str = "yuv420p") -> av.VideoFra
     for plane, data in zip(frame.planes, planes):
         view = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
         view[:, : plane.width] = data
-    frame.colorspace = _AVCOL_SPC_SMPTE170M
+    frame.colorspace = YCBCR_MATRICES[matrix][2]
     frame.color_range = _AVCOL_RANGE_MPEG
     return frame
 
@@ -1249,6 +1300,10 @@ class VideoWriter:
     encoded as 4:4:4 (High 4:4:4 profile) at the exact size; some hardware players
     and browsers do not play that profile.
 
+    Colour: ``ycbcr_matrix`` (``"bt601"``, the fastest RGB conversion, or ``"bt709"``)
+    is the matrix RGB frames are converted with and the tag of the stream; decoded
+    pictures of the same matrix go through :meth:`write_frame` unconverted.
+
     Example::
 
         with VideoWriter(out, width=w, height=h, fps=info.fps, audio_from=src,
@@ -1274,9 +1329,14 @@ class VideoWriter:
         comment: str | None = None,
         options: EncodeOptions = EncodeOptions(),
         time_base: Fraction | None = None,
+        ycbcr_matrix: str = "bt601",
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"VideoWriter: size must be positive, got {width}x{height}")
+        if ycbcr_matrix not in YCBCR_MATRICES:
+            raise ValueError(f"VideoWriter: ycbcr_matrix must be one of {sorted(YCBCR_MATRICES)}, "
+                             f"got {ycbcr_matrix!r}")
+        self.ycbcr_matrix = ycbcr_matrix
         self.width, self.height = int(width), int(height)
         self.fps = _as_fraction(fps, "VideoWriter fps")
         self.time_base = _as_fraction(time_base, "VideoWriter time_base") if time_base is not None else 1 / self.fps
@@ -1323,7 +1383,7 @@ class VideoWriter:
         ctx = stream.codec_context
         ctx.time_base = self.time_base
         ctx.framerate = self.fps
-        ctx.colorspace = _AVCOL_SPC_SMPTE170M  # see rgb_to_video_frame
+        ctx.colorspace = YCBCR_MATRICES[self.ycbcr_matrix][2]  # see rgb_to_video_frame
         ctx.color_primaries = _AVCOL_BT709
         ctx.color_trc = _AVCOL_BT709
         ctx.color_range = _AVCOL_RANGE_MPEG
@@ -1359,7 +1419,7 @@ class VideoWriter:
         if self._closed:
             raise ValueError("VideoWriter.write: the writer is closed")
         check_array(rgb, f"{self.height} {self.width} 3", np.uint8, name="VideoWriter.write rgb")
-        self._encode(lambda: rgb_to_video_frame(rgb, self._pix_fmt), pts)
+        self._encode(lambda: rgb_to_video_frame(rgb, self._pix_fmt, self.ycbcr_matrix), pts)
 
     @property
     def pixel_format(self) -> str:
@@ -1368,8 +1428,8 @@ class VideoWriter:
 
     def accepts(self, image: YuvImage) -> bool:
         """True when :meth:`write_frame` takes frames made from ``image`` unconverted: the
-        same size and pixel format, limited-range BT.601 (the writer's colour tags)."""
-        return (image.encodable and image.frame.format.name == self._pix_fmt
+        same size and pixel format, limited range, the writer's matrix (its colour tags)."""
+        return (image.encodable and image.frame.format.name == self._pix_fmt and image.matrix == self.ycbcr_matrix
                 and image.shape[:2] == (self.height, self.width))
 
     def write_frame(self, frame: av.VideoFrame, *, pts: int | None = None) -> None:
@@ -1382,7 +1442,7 @@ class VideoWriter:
 
         Args:
             frame: ``av.VideoFrame`` of size ``width x height`` and format :attr:`pixel_format`,
-                limited-range BT.601 (tagged so here).
+                limited range, in the writer's matrix (tagged so here).
             pts: as in :meth:`write`.
 
         Raises:
@@ -1397,7 +1457,7 @@ class VideoWriter:
 
         def prepare() -> av.VideoFrame:
             frame.pict_type = 0  # AV_PICTURE_TYPE_NONE: the encoder chooses
-            frame.colorspace = _AVCOL_SPC_SMPTE170M
+            frame.colorspace = YCBCR_MATRICES[self.ycbcr_matrix][2]
             frame.color_range = _AVCOL_RANGE_MPEG
             return frame
 

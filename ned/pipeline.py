@@ -199,8 +199,9 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
 
     Frames are decoded by a background thread and encoded by another
     (:class:`ned.media.WriteBehind`). Without ``on_frame``, frames stay in
-    their YUV planes when the encoder takes them as they are (8-bit 4:2:0 BT.601,
-    limited range, no rotation; see :class:`ned.media.YuvImage`), and every sample
+    their YUV planes when the encoder takes them as they are (8-bit 4:2:0 BT.601 or
+    BT.709, the output tagged like the source, limited range, no rotation; see
+    :class:`ned.media.YuvImage`), and every sample
     outside the blend mask goes to the encoder exactly as decoded; frames without a
     face are not converted at all. The warp renderer then renders on the planes
     themselves (:meth:`~ned.render.warp_renderer.WarpRenderer.render_planes`, its
@@ -224,7 +225,8 @@ def render_video(source: Path, output: Path, src_landmarks: np.ndarray, dst_land
     by_planes = planar and bool(getattr(renderer, "renders_planes", False))
     frames = read_ahead(iter_planar_frames(source) if planar else iter_frames(source), _READ_AHEAD)
     with VideoWriter(output, width=info.width, height=info.height, fps=info.fps, audio_from=source,
-                     comment=comment, options=encode, time_base=info.time_base) as writer, \
+                     comment=comment, options=encode, time_base=info.time_base,
+                     ycbcr_matrix=info.ycbcr_matrix if planar else "bt601") as writer, \
             WriteBehind(writer, _WRITE_BEHIND) as sink, \
             tqdm(total=info.frame_count, desc=f"render {output.name}", unit="frame", disable=quiet) as bar:
         for frame in frames:

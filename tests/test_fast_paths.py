@@ -31,6 +31,7 @@ from ned.media import (
     iter_planar_frames,
     probe,
     read_ahead,
+    rgb_to_video_frame,
     write_test_video,
 )
 from ned.morph.raster import render_nmfc, render_nmfc_and_shape, render_shape
@@ -329,3 +330,87 @@ def test_render_planes_with_appearance_matches_the_rgb_step_and_keeps_outside_sa
     got = image.with_planes(x0, y0, out.y, out.u, out.v)
     a, b = _planes(got)[0][y0:y1, x0:x1], _planes(ref)[0][y0:y1, x0:x1]
     assert np.abs(a.astype(int) - b)[out.mask > 0.5].mean() < 1.5
+
+
+# --------------------------------------------------------------------------- BT.709 sources
+@pytest.fixture(scope="module")
+def bt709(sample, tmp_path_factory) -> Path:
+    """The sample re-encoded as a phone would: BT.709 matrix, limited range, tagged (swscale)."""
+    out = tmp_path_factory.mktemp("bt709") / "bt709.mp4"
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"crf": "12", "preset": "veryfast"})
+        info = probe(sample)
+        stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuv420p"
+        stream.codec_context.colorspace = stream.codec_context.color_primaries = 1
+        stream.codec_context.color_trc, stream.codec_context.color_range = 1, 1
+        for f in iter_frames(sample):
+            frame = av.VideoFrame.from_ndarray(f.rgb, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace="ITU709", dst_color_range=1)
+            frame.colorspace, frame.color_range = 1, 1
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return out
+
+
+class TestBt709:
+    def test_planes_convert_with_the_bt709_matrix(self, bt709, sample):
+        assert probe(bt709).ycbcr_matrix == "bt709" and probe(sample).ycbcr_matrix == "bt601"
+        frame = next(iter_planar_frames(bt709, max_frames=1))
+        image = frame.image
+        assert isinstance(image, YuvImage) and image.matrix == "bt709" and image.encodable
+        rgb = next(iter_frames(bt709, max_frames=1)).rgb.astype(int)  # FFmpeg's conversion
+        error = np.abs(image.region_rgb(0, 0, 256, 256).astype(int) - rgb[:256, :256])
+        assert error.mean() < 2.5
+
+    def test_saturated_colours(self):
+        """Pure colours, where BT.601 and BT.709 differ most (red by about 20 levels)."""
+        rgb = np.zeros((32, 64, 3), np.uint8)
+        for k, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]):
+            rgb[:, 16 * k:16 * (k + 1)] = colour
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", dst_colorspace="ITU709",
+                                                                         dst_color_range=1)
+        frame.colorspace, frame.color_range = 1, 1
+        image = YuvImage(frame)
+        got = image.region_rgb(0, 0, 64, 32)[:, [6, 22, 38, 54]].astype(int)  # block centres
+        assert np.abs(got - rgb[:, [6, 22, 38, 54]]).max() <= 3
+        frame.colorspace = 6  # the same samples read as BT.601: visibly other colours
+        assert np.abs(YuvImage(frame).region_rgb(0, 0, 64, 32)[:, [6, 22, 38, 54]].astype(int)
+                      - rgb[:, [6, 22, 38, 54]]).max() > 15
+
+    def test_write_back_decodes_to_what_was_written(self, bt709):
+        image = next(iter_planar_frames(bt709, max_frames=1)).image
+        before = image.region_rgb(100, 60, 300, 260)
+        after = before.copy()
+        after[40:120, 40:120] = (200, 40, 90)
+        frame = image.with_region(100, 60, before, after)
+        back = frame.to_ndarray(format="rgb24", src_colorspace="ITU709", src_color_range=1)
+        assert np.abs(back[100:180, 140:220].astype(int) - (200, 40, 90)).mean() < 3.0
+
+    def test_rgb_to_video_frame_bt709_matches_swscale(self):
+        rng = np.random.default_rng(0)
+        rgb = cv2.resize(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), (64, 48), interpolation=cv2.INTER_CUBIC)
+        ours = rgb_to_video_frame(rgb, "yuv420p", "bt709")
+        theirs = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", dst_colorspace="ITU709",
+                                                                          dst_color_range=1)
+        assert ours.colorspace == 1
+        for a, b in zip(_planes(ours), _planes(theirs)):
+            assert np.abs(a.astype(int) - b).mean() < 1.5
+        with pytest.raises(ValueError, match="matrix"):
+            rgb_to_video_frame(rgb, "yuv420p", "bt2020")
+
+    def test_edit_of_a_bt709_clip_runs_on_its_planes(self, bt709, tmp_path, monkeypatch):
+        analysis = analyse_clip(bt709, quiet=True)
+        spec = ManipulationSpec.from_strings(["surprised"])
+        dst = edited_landmarks(analysis, plan_expressions(analysis.expressions(), spec, [], fps=25.0))
+        calls = []
+        original = VideoWriter.write_frame
+        monkeypatch.setattr(VideoWriter, "write_frame", lambda self, frame, *, pts=None: (
+            calls.append(pts), original(self, frame, pts=pts))[1])
+        out = tmp_path / "o.mp4"
+        render_video(bt709, out, analysis.landmarks, dst, make_renderer(RenderOptions()), info=analysis.info,
+                     encode=EncodeOptions(crf=12), comment="t", quiet=True)
+        assert len(calls) == analysis.info.frame_count  # every frame went through unconverted
+        assert probe(out).ycbcr_matrix == "bt709"
+        src = next(iter_frames(bt709, max_frames=1)).rgb.astype(int)
+        got = next(iter_frames(out, max_frames=1)).rgb.astype(int)
+        assert np.abs(got[:40, :40] - src[:40, :40]).mean() < 1.5  # background colours unchanged

@@ -354,8 +354,9 @@ class WarpRenderer:
         An appearance step runs as a luminance gain ``g`` on the warped luma, before the
         blend (``appearance.luma_gain(warped luma, ctx) -> (h, w) log gain``; chroma is
         untouched): ``Y' += (Y' - 16) (e^g - 1)``, which is what adding ``Y (e^g - 1)`` to
-        R, G and B does to limited-range BT.601 video. Its context's ``source`` is the
-        unwarped luma box ``(h, w) uint8`` and its ``coverage`` None (not computed).
+        R, G and B does to limited-range video of either matrix (BT.601, BT.709). Its
+        context's ``source`` is the unwarped luma box ``(h, w) uint8`` and its
+        ``coverage`` None (not computed).
 
         Args:
             y: ``(H, W) uint8`` luma plane (``H``, ``W`` even), limited range.
