@@ -167,7 +167,8 @@ def cleanup_distributed() -> None:
 @contextmanager
 def distributed_session(device_spec: str = "auto") -> Iterator[tuple[DistInfo, torch.device]]:
     """:func:`init_distributed` for the duration of a ``with`` block; a process group
-    created here is destroyed on the way out (one that already existed is left alone).
+    created here is destroyed on the way out, after a barrier when the block ended
+    normally (one that already existed is left alone).
 
     Yields:
         ``(dist_info, device)``.
@@ -176,6 +177,11 @@ def distributed_session(device_spec: str = "auto") -> Iterator[tuple[DistInfo, t
     info, device = init_distributed(device_spec)
     try:
         yield info, device
+        if owns_group:
+            # every rank reaches the teardown together: a rank tearing down gloo while
+            # another still talks to it can abort ("terminate called without an active
+            # exception") after the work is done
+            barrier(info)
     finally:
         if owns_group:
             cleanup_distributed()
