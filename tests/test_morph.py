@@ -14,6 +14,7 @@ from ned.morph.fit import (
     FaceFit,
     FaceModel,
     FitOptions,
+    iris_follow,
     Pose,
     apply_expression_delta,
     corner_elevation,
@@ -490,8 +491,11 @@ class TestApplyExpressionDelta:
         new[Blendshape.UPPER_LID_UP_L] = 1.0
         out = apply_expression_delta(lm478, fit, new, rig)
         assert out.shape == (478, 3)
-        assert np.allclose(out[473], out[list(T.GROUPS["eye_l"])].mean(0), atol=1e-4)
-        assert np.allclose(out[468:473], lm478[468:473], atol=1e-4)  # the right eye did not move
+        assert not np.allclose(out[list(T.GROUPS["eye_l_upper"])], lm[list(T.GROUPS["eye_l_upper"])], atol=0.5)
+        assert np.allclose(out[468:478], lm478[468:478], atol=1e-3)  # lids opened; the pupils stay (gaze kept)
+        # the pupils move with the eye corners (a moved eye carries its eyeball)
+        moved = lm + np.array([3.0, -2.0, 0.0])
+        assert np.allclose(iris_follow(lm478, moved)[468:478], lm478[468:478] + [3.0, -2.0, 0.0])
 
     def test_batch(self, identity, rig):
         model = FaceModel(identity, rig)
