@@ -87,10 +87,18 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
                         "reference's / exemplars' detail), maps, reference, off (shape only)")
 
 
-def add_exemplars_argument(parser: argparse.ArgumentParser, *, geometry: bool = True) -> None:
-    """``--exemplars <bank dir>`` (``ned exemplars build``), for label mode."""
-    what = ("its real acted expressions set the emotion targets and lend their detail (creases, shading)"
-            if geometry else "lends its real expression detail (creases, shading)")
+_EXEMPLAR_USES = {
+    "edit": "its real acted expressions set the emotion targets and lend their detail (creases, shading)",
+    "manipulate": "its real acted expressions set the emotion targets (give it to `ned postprocess` too "
+                  "for their detail)",
+    "postprocess": "lends its real expression detail (creases, shading)",
+}
+
+
+def add_exemplars_argument(parser: argparse.ArgumentParser, command: str) -> None:
+    """``--exemplars <bank dir>`` (``ned exemplars build``), for label mode; ``command``
+    (``edit``, ``manipulate`` or ``postprocess``) says what the bank does there."""
+    what = _EXEMPLAR_USES[command]
     parser.add_argument("--exemplars", type=Path, default=None, metavar="BANK_DIR",
                         help=f"exemplar bank folder (ned exemplars build); in label mode {what}")
 

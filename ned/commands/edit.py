@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output .mp4 (its folder is created)")
     add_manipulation_arguments(p)
     add_render_arguments(p)
-    add_exemplars_argument(p)
+    add_exemplars_argument(p, "edit")
     p.add_argument("--own-frames", action="store_true",
                    help="label mode: frames of INPUT that already show the target emotion lend their real detail "
                         "(creases, shading) to the rest of the clip")

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_celeb_argument(p)
     p.add_argument("--exp_name", required=True, help="name of the output folder inside <celeb_path>")
     add_manipulation_arguments(p)
-    add_exemplars_argument(p)
+    add_exemplars_argument(p, "manipulate")
     p.add_argument("--overwrite", action="store_true", help="replace an existing <exp_name> folder")
     add_backend_arguments(p)
     add_quiet(p)

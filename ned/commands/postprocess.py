@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_celeb_argument(p)
     p.add_argument("--exp_name", required=True, help="the folder written by `ned manipulate`")
     add_render_arguments(p)
-    add_exemplars_argument(p, geometry=False)
+    add_exemplars_argument(p, "postprocess")
     p.add_argument("--renderer", choices=("warp", "neural"), default="warp",
                    help="warp: training-free (default); neural: a trained per-actor renderer")
     p.add_argument("--renderer_checkpoint", default=None, help="checkpoint folder of `ned train-renderer`")
