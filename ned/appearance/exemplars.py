@@ -356,7 +356,7 @@ def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_pat
         n_marks = neutral_marks[ok]
         n_expr = model.fit_batch(n_marks).expression
         mean_neutral = n_expr.mean(0)
-        activity = np.linalg.norm(np.stack([emotion_delta(mean_neutral, e) for e in n_expr]), axis=1)
+        activity = np.linalg.norm(emotion_delta(mean_neutral, n_expr), axis=1)
         gap = int(round(options.min_gap_s * neutral_tracks[0][2]))
         pick = select_frames(activity, options.neutral_frames, gap, largest=False)
         neutral_uv = []

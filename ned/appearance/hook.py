@@ -109,7 +109,8 @@ class AppearanceFrame:
 
 
 def emotion_delta(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``target - source`` on the emotion blendshapes, 0 on speech and blinks: ``(K,) float32``."""
+    """``target - source`` on the emotion blendshapes, 0 on speech and blinks: ``(K,)`` or,
+    for ``(T, K)`` inputs, ``(T, K)`` float32."""
     d = np.asarray(target, np.float32) - np.asarray(source, np.float32)
     return np.where(_EMOTION, d, 0.0).astype(np.float32)
 

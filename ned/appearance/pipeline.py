@@ -66,8 +66,7 @@ def calmest_frames(expressions: np.ndarray, count: int = NEUTRAL_FRAMES) -> np.n
     """Indices of the ``count`` frames with the smallest emotion part (NaN rows skipped): ``(n,) int64``."""
     x = np.asarray(expressions)
     valid = np.flatnonzero(np.isfinite(x).all(axis=1))
-    norms = np.linalg.norm(np.stack([emotion_delta(np.zeros_like(e), e) for e in x[valid]]), axis=1) \
-        if len(valid) else np.zeros(0)
+    norms = np.linalg.norm(emotion_delta(np.zeros_like(x[valid]), x[valid]), axis=1)
     return valid[np.argsort(norms, kind="stable")[:count]].astype(np.int64)
 
 
@@ -135,13 +134,13 @@ def own_exemplar_frames(source_expressions: np.ndarray, new_expressions: np.ndar
     valid = np.isfinite(src).all(axis=1) & np.isfinite(new_expressions).all(axis=1)
     if not valid.any():
         return {}
-    own = np.stack([emotion_delta(np.zeros(src.shape[1]), e) if ok else np.zeros(src.shape[1])
-                    for e, ok in zip(src, valid)]).astype(np.float64)
+    known = np.where(valid[:, None], src, 0.0)
+    own = emotion_delta(np.zeros_like(known), known).astype(np.float64)
     own -= own[calmest_frames(np.where(valid[:, None], src, np.nan))].mean(axis=0)
     out = {}
     for s in np.unique(segment_of[valid]):
         rows = valid & (segment_of == s)
-        asked = np.mean([emotion_delta(a, b) for a, b in zip(src[rows], new_expressions[rows])], axis=0)
+        asked = emotion_delta(src[rows], np.asarray(new_expressions)[rows]).mean(axis=0)
         norm2 = float(asked @ asked)
         if norm2 < 1e-6:
             continue

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ned.morph.rig import KEPT_SHAPES, Blendshape, Rig, load_rig, shape_mask
-from ned.morph.topology import GROUPS, NUM_VERTICES, Topology, inner_lip_gaps, load_topology
+from ned.morph.topology import NUM_VERTICES, Topology, eye_corner_centres, inner_lip_gaps, load_topology
 from ned.types import check_array
 
 __all__ = [
@@ -332,15 +332,6 @@ def solve_box_qp(
     return w
 
 
-def _eye_corner_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Midpoints of the right and left eye corners of ``points (*, 468, D)``: two ``(*, D)``."""
-    out = []
-    for group in ("eye_r_upper", "eye_l_upper"):
-        contour = GROUPS[group]
-        out.append(0.5 * (points[..., contour[0], :] + points[..., contour[-1], :]))
-    return out[0], out[1]
-
-
 def iris_follow(landmarks: np.ndarray, moved_mesh: np.ndarray) -> np.ndarray:
     """Move the 10 iris points (rows 468..477) with their eye: the mean of its two corners.
 
@@ -358,8 +349,8 @@ def iris_follow(landmarks: np.ndarray, moved_mesh: np.ndarray) -> np.ndarray:
     out = np.array(landmarks, dtype=np.float64, copy=True)
     out[..., :NUM_VERTICES, :] = moved_mesh
     if out.shape[-2] > NUM_VERTICES:
-        r0, l0 = _eye_corner_centres(np.asarray(landmarks, np.float64)[..., :NUM_VERTICES, :])
-        r1, l1 = _eye_corner_centres(np.asarray(moved_mesh, np.float64))
+        r0, l0 = eye_corner_centres(np.asarray(landmarks, np.float64)[..., :NUM_VERTICES, :])
+        r1, l1 = eye_corner_centres(np.asarray(moved_mesh, np.float64))
         out[..., 468:473, :] += (r1 - r0)[..., None, :]
         out[..., 473:478, :] += (l1 - l0)[..., None, :]
     return out

@@ -62,6 +62,7 @@ __all__ = [
     "enforce_edges",
     "frontal_uv",
     "eye_centres",
+    "eye_corner_centres",
     "inter_ocular_distance",
     "inner_lip_gaps",
     "mesh_edges",
@@ -237,6 +238,14 @@ def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centres of the right and left eyelid contours of ``points (*, 468, D)``: two (*, D)."""
     return (points[..., list(GROUPS["eye_r"]), :].mean(-2),
             points[..., list(GROUPS["eye_l"]), :].mean(-2))
+
+
+def eye_corner_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Midpoints of the right and left eye corners (canthi) of ``points (*, 468, D)``: two
+    ``(*, D)``. The corners carry the eyeball: unlike :func:`eye_centres` they do not move
+    when the lids open or close."""
+    return tuple(0.5 * (points[..., GROUPS[g][0], :] + points[..., GROUPS[g][-1], :])
+                 for g in ("eye_r_upper", "eye_l_upper"))
 
 
 def inter_ocular_distance(points: np.ndarray) -> np.ndarray:

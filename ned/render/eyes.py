@@ -6,8 +6,9 @@ oval instead of showing more of the eye. :func:`reveal_eyes` rewrites the backwa
 inside each edited opening:
 
 - the eye content moves rigidly with the eye corners (an eyeball does not move when the
-  lids do): output pixel ``p`` reads the source at ``p - d``, ``d`` the mean displacement of
-  the two corners;
+  lids do): output pixel ``p`` reads the source at ``p - d``, ``d`` the displacement of the
+  corners' midpoint (:func:`ned.morph.topology.eye_corner_centres`, which the iris points
+  of an edited mesh follow too);
 - where that lands on the source's upper lid (the band the raised lid uncovers), it reads
   the source mirrored about the upper lid margin instead: the strip just below the lid
   continues above it, as the hidden part of the eyeball would; with the iris circles
@@ -24,7 +25,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ned.morph.topology import GROUPS, NUM_VERTICES, inter_ocular_distance
+from ned.morph.topology import GROUPS, NUM_VERTICES, eye_corner_centres, inter_ocular_distance
 
 __all__ = ["EYES", "EDGE_BAND_IOD", "LID_MARGIN_IOD", "MIN_OPENING_IOD", "iris_circles", "reveal_eyes"]
 
@@ -82,9 +83,9 @@ def reveal_eyes(map_xy: np.ndarray, origin: tuple[float, float], src: np.ndarray
     if not iod > 0:
         return
     margin = LID_MARGIN_IOD * iod
+    src_corners, dst_corners = eye_corner_centres(src[:NUM_VERTICES]), eye_corner_centres(dst[:NUM_VERTICES])
     for e, (upper, lower) in enumerate(EYES):
         up, lo = list(upper), list(lower)
-        corners = [up[0], up[-1]]
         if np.abs(dst[up + lo] - src[up + lo]).max() < 0.05:  # this eye's lids did not move
             continue
         ux, uy = _lid_curve(src[up])
@@ -104,7 +105,7 @@ def reveal_eyes(map_xy: np.ndarray, origin: tuple[float, float], src: np.ndarray
         rows, cols = np.nonzero(inside)
         if rows.size == 0:
             continue
-        d = (dst[corners] - src[corners]).mean(axis=0)
+        d = dst_corners[e] - src_corners[e]
         qx = cols + (x0 + ox) - d[0]
         qy = rows + (y0 + oy) - d[1]
         top = np.interp(qx, ux, uy) + margin
