@@ -89,6 +89,7 @@ _NOT_VIDEO_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 # AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic / AVColorRange values.
 _AVCOL_BT709 = 1
 _AVCOL_SPC_SMPTE170M = 6  # the BT.601 matrix
+_AVCOL_RANGE_MPEG = 1
 #: YCbCr matrices ned reads and writes: name -> (Kr, Kb, the AVColorSpace tag written)
 YCBCR_MATRICES: dict[str, tuple[float, float, int]] = {
     "bt601": (0.299, 0.114, _AVCOL_SPC_SMPTE170M),
@@ -111,7 +112,16 @@ def _rgb_to_ycbcr(matrix: str) -> np.ndarray:
     return np.array([[kr, kg, kb],
                      [-0.5 * kr / (1 - kb), -0.5 * kg / (1 - kb), 0.5],
                      [0.5, -0.5 * kg / (1 - kr), -0.5 * kb / (1 - kr)]])
-_AVCOL_RANGE_MPEG = 1
+
+
+_CHROMA_OFFSET = np.array([[0.0], [128.0], [128.0]])  # 8-bit chroma is stored around 128
+#: full-range RGB -> (Y, Cr, Cb) (OpenCV's channel order) as 3x4 cv2.transform matrices
+_YCRCB_FROM_RGB_FULL = {m: np.concatenate([_rgb_to_ycbcr(m)[[0, 2, 1]], _CHROMA_OFFSET], axis=1).astype(np.float32)
+                        for m in YCBCR_MATRICES}
+#: full-range (Y, Cb, Cr) -> RGB as 3x4 cv2.transform matrices
+_RGB_FROM_YCBCR_FULL = {m: np.concatenate([np.linalg.inv(_rgb_to_ycbcr(m)),
+                                           -np.linalg.inv(_rgb_to_ycbcr(m)) @ _CHROMA_OFFSET], axis=1).astype(np.float32)
+                        for m in YCBCR_MATRICES}
 # Full-range (JPEG) 8-bit levels -> limited-range (MPEG) levels.
 _LUMA_TO_LIMITED = np.round(16 + np.arange(256) * (219 / 255)).astype(np.uint8)
 _CHROMA_TO_LIMITED = np.round(128 + (np.arange(256) - 128) * (224 / 255)).clip(16, 240).astype(np.uint8)
@@ -609,12 +619,6 @@ _CHROMA_TO_FULL = np.clip(np.round(128 + (np.arange(256) - 128) * (255 / 224)), 
 _LIMITED_ROWS = np.array([[219 / 255], [224 / 255], [224 / 255]])
 _YCBCR_FROM_RGB = {(m, full): (_rgb_to_ycbcr(m) * (1.0 if full else _LIMITED_ROWS)).astype(np.float32)
                    for m in YCBCR_MATRICES for full in (True, False)}
-# Full-range (Y, Cb, Cr) -> RGB as a 3x4 cv2.transform matrix (chroma stored around 128).
-_RGB_FROM_YCBCR_FULL = {}
-for _m in YCBCR_MATRICES:
-    _inv = np.linalg.inv(_rgb_to_ycbcr(_m))
-    _RGB_FROM_YCBCR_FULL[_m] = np.concatenate([_inv, -_inv @ np.array([[0.0], [128.0], [128.0]])], axis=1
-                                              ).astype(np.float32)
 
 
 def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
@@ -1100,8 +1104,7 @@ def _rgb_to_ycrcb(rgb: np.ndarray, matrix: str) -> np.ndarray:
 
     if matrix == "bt601":
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb)
-    m = _rgb_to_ycbcr(matrix)[[0, 2, 1]]
-    return cv2.transform(rgb, np.concatenate([m, [[0.0], [128.0], [128.0]]], axis=1).astype(np.float32))
+    return cv2.transform(rgb, _YCRCB_FROM_RGB_FULL[matrix])
 
 
 def rgb_to_video_frame(rgb: np.ndarray, pix_fmt: str = "yuv420p", matrix: str = "bt601") -> av.VideoFrame:

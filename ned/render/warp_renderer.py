@@ -306,8 +306,7 @@ class WarpRenderer:
         warped, coverage = _warp_box(source, points_s, targets_s, mesh.triangles, out_box,
                                      interpolation=opts.interpolation, map_step=opts.map_step, identity=True,
                                      coverage=self.appearance is not None,
-                                     map_adjust=self._map_adjust(src, dst, iris_circles(np.asarray(src_landmarks)),
-                                                                 s_origin))
+                                     map_adjust=self._map_adjust(src, dst, src_landmarks, s_origin))
         region = source[y0 - sy0:y1 - sy0, x0 - sx0:x1 - sx0]
         origin = np.array([x0, y0], np.float64)
         mask = soft_mask(polygon - origin, (y1 - y0, x1 - x0), feather)
@@ -393,7 +392,7 @@ class WarpRenderer:
         cx0, cy0, cx1, cy1 = x0 // 2, y0 // 2, x1 // 2, y1 // 2
         y_in, u_in, v_in = y[y0:y1, x0:x1], u[cy0:cy1, cx0:cx1], v[cy0:cy1, cx0:cx1]
         map_xy = box_maps(np.concatenate([src, anchors]), np.concatenate([dst, anchors]), mesh.triangles,
-                          (x0, y0, x1, y1), map_step=opts.map_step, map_adjust=self._map_adjust(src, dst, iris_circles(np.asarray(src_landmarks))))
+                          (x0, y0, x1, y1), map_step=opts.map_step, map_adjust=self._map_adjust(src, dst, src_landmarks))
         gain = None
         if self.appearance is not None:
             y_warped = y_in if map_xy is None else \
@@ -449,13 +448,15 @@ class WarpRenderer:
             return None
         return anchors, polygon, feather, source_box, out_box
 
-    def _map_adjust(self, src: np.ndarray, dst: np.ndarray, iris: np.ndarray | None,
+    def _map_adjust(self, src: np.ndarray, dst: np.ndarray, src_landmarks: np.ndarray,
                     shift: np.ndarray | None = None) -> MapAdjust | None:
         """The eye-opening rewrite of the backward map (:func:`ned.render.eyes.reveal_eyes`)
-        for mesh points ``src``/``dst`` and source ``iris`` circles in frame pixels, moved by
-        ``-shift`` into the map's frame; None when off or not our face mesh."""
+        for mesh points ``src``/``dst`` in frame pixels (the source's iris circles read from
+        ``src_landmarks``, 478 rows), moved by ``-shift`` into the map's frame; None when
+        off or not our face mesh."""
         if not self.options.reveal_eyes or self.mesh.n_points < NUM_VERTICES:
             return None
+        iris = iris_circles(np.asarray(src_landmarks))
         if shift is not None:
             src, dst = src - shift, dst - shift
             iris = None if iris is None else iris - np.array([shift[0], shift[1], 0.0])
