@@ -95,6 +95,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ned.layout import atomic_write_text  # noqa: E402
 from ned.manipulate.emotions import EMOTIONS, EmotionSpec, EmotionTargets, emfacs_pattern  # noqa: E402
 from ned.manipulate.label import ManipulateOptions, manipulate_labels  # noqa: E402
 from ned.morph.fit import FaceFits, FaceModel, apply_expression_delta  # noqa: E402
@@ -472,9 +473,7 @@ def main() -> int:
     actors = calibrate(args.media, args.cache)
     data = report(actors, args.nonprototype_weight, args.pooling, str(args.output))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n")
-    tmp.replace(args.output)
+    atomic_write_text(args.output, json.dumps(data, indent=1, sort_keys=False) + "\n")
     logger.info("wrote %s", args.output)
     return 0
 

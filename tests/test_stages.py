@@ -114,7 +114,7 @@ def test_reference_neutral_in_the_staged_manipulate(celeb, reference, tmp_path):
     neutral face, so an expression it holds all clip long (brows raised) transfers."""
     import shutil
 
-    from ned.manipulate.celeb import reference_expressions
+    from ned.manipulate.celeb import neutral_face_model, reference_expressions
     from ned.morph.rig import Blendshape
     from ned.morph.topology import GROUPS
 
@@ -128,8 +128,8 @@ def test_reference_neutral_in_the_staged_manipulate(celeb, reference, tmp_path):
         np.savez(f, **data)
     up = [Blendshape.BROW_INNER_UP_L, Blendshape.BROW_INNER_UP_R, Blendshape.BROW_OUTER_UP_L,
           Blendshape.BROW_OUTER_UP_R]
-    own = reference_expressions(held, neutral=held)[:, up].mean()
-    measured = reference_expressions(held, neutral=reference)[:, up].mean()
+    own = reference_expressions(held, neutral=neutral_face_model(held))[:, up].mean()
+    measured = reference_expressions(held, neutral=neutral_face_model(reference))[:, up].mean()
     assert measured > own + 0.2, (own, measured)
     assert main(["manipulate", str(celeb), "--exp_name", "refn", "--ref_dirs", str(held / "face3d"),
                  "--ref_neutral", str(reference), "--quiet"]) == 0
@@ -137,7 +137,7 @@ def test_reference_neutral_in_the_staged_manipulate(celeb, reference, tmp_path):
     with pytest.raises(InputError, match="--ref_dirs"):
         manipulate_celeb(celeb, "x", _spec("happy", reference_neutral=reference), quiet=True)
     with pytest.raises(InputError, match="--mode reference"):
-        reference_expressions(held, neutral=celeb)
+        neutral_face_model(celeb)
 
 
 def test_postprocess_writes_folders_and_a_video_like_the_source(celeb):

@@ -106,30 +106,38 @@ def _reference_face3d(ref: Path) -> dict[str, np.ndarray]:
     return load_face3d(root / "face3d", 0, int(state["frames"]))
 
 
-def reference_expressions(ref: Path, neutral: Path | None = None) -> np.ndarray:
-    """Expression weights ``(T, K)`` of a reference folder (``<ref>`` or ``<ref>/face3d``).
-
-    With ``neutral`` (a folder of the same reference actor's neutral clip, preprocessed
-    with ``--mode reference``), the reference's landmarks are refitted with the identity
-    estimated from that clip, so its weights are measured from the actor's neutral face
-    (as ``ned edit --ref-neutral`` does). Frames without a face are NaN rows.
+def neutral_face_model(neutral: Path) -> FaceModel:
+    """The face model of a reference actor's neutral clip (a folder preprocessed with
+    ``--mode reference``, or its ``face3d``): identity estimated from that clip.
 
     Raises:
-        InputError: missing, not preprocessed with ``--mode reference``, or a neutral
-            folder without a face.
+        InputError: missing, not preprocessed with ``--mode reference``, or no face.
     """
-    data = _reference_face3d(ref)
-    if neutral is None:
-        return data["expression"].astype(np.float32)
     calm = _reference_face3d(neutral)
     ok = calm["valid"].astype(bool)
     if not ok.any():
         raise InputError(f"no face found in the reference neutral clip {neutral}")
-    model = FaceModel.from_sequence(calm["landmarks"][ok])
+    return FaceModel.from_sequence(calm["landmarks"][ok])
+
+
+def reference_expressions(ref: Path, neutral: FaceModel | None = None) -> np.ndarray:
+    """Expression weights ``(T, K)`` of a reference folder (``<ref>`` or ``<ref>/face3d``).
+
+    With ``neutral`` (:func:`neutral_face_model` of the same reference actor's neutral
+    clip), the reference's landmarks are refitted with that identity, so its weights are
+    measured from the actor's neutral face (as ``ned edit --ref-neutral`` does). Frames
+    without a face are NaN rows.
+
+    Raises:
+        InputError: missing, or not preprocessed with ``--mode reference``.
+    """
+    data = _reference_face3d(ref)
+    if neutral is None:
+        return data["expression"].astype(np.float32)
     valid = data["valid"].astype(bool)
     out = np.full(data["expression"].shape, np.nan, np.float32)
     if valid.any():
-        out[valid] = model.fit_batch(data["landmarks"][valid]).expression
+        out[valid] = neutral.fit_batch(data["landmarks"][valid]).expression
     return out
 
 
@@ -243,7 +251,8 @@ def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *
     state = preprocess_state(layout, ("test", "reference", "train"))
     if spec.reference_neutral is not None and not ref_dirs:
         raise InputError("--ref_neutral is the neutral clip of the reference actor: give --ref_dirs too")
-    references = [reference_expressions(Path(r), spec.reference_neutral) for r in ref_dirs]
+    neutral = neutral_face_model(spec.reference_neutral) if spec.reference_neutral is not None else None
+    references = [reference_expressions(Path(r), neutral) for r in ref_dirs]
     with building_exp_folder(layout, exp_name, final) as tmp:
         for clip in clip_frames(layout, state):
             data = load_face3d(layout.folder("face3d"), clip.first_frame, clip.frame_count)
