@@ -228,7 +228,6 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     clips = Clips(args.media, args.cache)
     measures = Measures(clips, args.second_classifier)
-    opts = AppearanceOptions()
     results: dict = {}
     sheets: dict = {}
     for actor in clips.actors:
