@@ -436,6 +436,30 @@ class TestExpressionAppearance:
         src, dst = expressions(JAW_OPEN=1.0, CHEEK_RAISE_L=0.5)
         assert emotion_delta(src, dst)[Blendshape.JAW_OPEN] == 0.0
 
+    def test_detail_weight_per_texel(self):
+        """Detail goes where the target's motion follows the reference's: a target that
+        took the reference's frown but only a fifth of its grimace gets the forehead's
+        detail in full and little of the mouth's."""
+        from ned.appearance.weighting import detail_weighting
+
+        weighting = detail_weighting(192)
+        _, ref = expressions(BROW_DOWN_L=0.9, BROW_DOWN_R=0.9, LIP_STRETCH_L=1.0, LIP_STRETCH_R=1.0,
+                             LIP_CORNER_PULL_L=1.0, LIP_CORNER_PULL_R=1.0)
+        uniform = weighting.weight_map(0.5 * ref, ref, detail_weight(0.5 * ref, ref))
+        assert uniform.shape == (192, 192) and np.allclose(uniform, 0.5, atol=1e-4)
+        partial = ref.copy()
+        for b in ("LIP_STRETCH_L", "LIP_STRETCH_R", "LIP_CORNER_PULL_L", "LIP_CORNER_PULL_R"):
+            partial[Blendshape[b]] *= 0.2
+        w = weighting.weight_map(partial, ref, detail_weight(partial, ref))
+        uv = load_topology().uv * 192 - 0.5
+
+        def at(vertex: int) -> float:
+            return float(w[int(round(uv[vertex, 1])), int(round(uv[vertex, 0]))])
+
+        assert at(61) < 0.3 and at(291) < 0.3  # lip corners
+        assert at(9) > 0.9  # between the brows (glabella)
+        assert 0.0 <= w.min() and w.max() <= 1.0
+
     def test_hook_in_the_renderer(self):
         from ned.render.warp_renderer import WarpRenderer
 
@@ -642,6 +666,26 @@ def test_bank_emotion_targets_pool_actors_and_fall_back():
     assert np.count_nonzero(targets.offset("happy")) == 1
     np.testing.assert_array_equal(targets.offset("sad"), calibrated.offset("sad"))
     assert "bank" in targets.source
+
+
+def test_bank_targets_lower_face_is_limited(tmp_path):
+    """A bank actor's strong grimace is softly limited in the label targets (the lower
+    face's motion stays under the transfer limit); the brows keep the bank's motion."""
+    from ned.manipulate.envelope import lower_face_motion
+    from ned.manipulate.plan import ManipulationSpec, plan_expressions
+
+    d = np.zeros((2, K), np.float32)
+    d[:, [Blendshape.LIP_STRETCH_L, Blendshape.LIP_STRETCH_R, Blendshape.LIP_TIGHTEN]] = 1.2
+    d[:, Blendshape.BROW_DOWN_L] = 0.9
+    bank = _write_tiny_bank(tmp_path / "bank", ["sad", "sad"], ["a", "b"], d)
+    source = np.zeros((60, K), np.float32)
+    spec = ManipulationSpec.from_strings(["sad"], exemplars=bank)
+    out = plan_expressions(source, spec, [], 25.0)
+    assert lower_face_motion(d[0]) > 0.8
+    assert lower_face_motion(out).max() <= spec.transfer_limit + 1e-6
+    assert out[:, Blendshape.BROW_DOWN_L] == pytest.approx(0.9, abs=1e-5)
+    free = plan_expressions(source, ManipulationSpec.from_strings(["sad"], exemplars=bank, transfer_limit=None), [], 25.0)
+    assert lower_face_motion(free).min() == pytest.approx(lower_face_motion(d[0]), rel=1e-4)
 
 
 def test_exemplars_set_the_label_targets(tmp_path):

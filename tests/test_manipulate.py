@@ -27,6 +27,7 @@ from ned.manipulate.label import (
     segment_weights,
     split_dynamics,
 )
+from ned.manipulate.envelope import LIMITED_SHAPES, limit_lower_face, lower_face_motion
 from ned.manipulate.reference import manipulate_reference, time_map
 from ned.morph.rig import EMOTION_SHAPES, KEPT_SHAPES, Blendshape, load_rig, shape_mask
 
@@ -283,6 +284,45 @@ class TestTimeMap:
             time_map(5, 3, "bounce")
         with pytest.raises(ValueError):
             time_map(0, 3)
+
+
+class TestTransferLimit:
+    """Another actor's strong lower-face motion is softly limited; brows and lids are not."""
+
+    def _grimace(self, t: int = 60) -> np.ndarray:
+        ref = np.zeros((t, K), np.float32)
+        for b in (Blendshape.LIP_STRETCH_L, Blendshape.LIP_STRETCH_R, Blendshape.LIP_CORNER_PULL_L,
+                  Blendshape.LIP_CORNER_PULL_R, Blendshape.NOSE_WRINKLE):
+            ref[:, b] = 1.2
+        ref[:, Blendshape.BROW_DOWN_L] = 0.9
+        return ref
+
+    def test_soft_limit_function(self):
+        small = np.zeros(K, np.float32)
+        small[Blendshape.LIP_CORNER_PULL_L] = 0.2  # 0.11 IOD: under the knee (0.4)
+        assert np.array_equal(limit_lower_face(small, 0.5), small)
+        big = self._grimace(1)[0]
+        sizes = [lower_face_motion(limit_lower_face(a * big, 0.5)) for a in (0.3, 0.5, 1.0, 2.0)]
+        assert lower_face_motion(big) > 1.0
+        assert all(s <= 0.5 for s in sizes) and np.all(np.diff(sizes) >= 0) and sizes[0] < sizes[2]  # bounded, monotone
+        limited = limit_lower_face(big, 0.5)
+        assert limited[Blendshape.BROW_DOWN_L] == big[Blendshape.BROW_DOWN_L]
+        # one factor for the whole lower face: the expression keeps its direction
+        ratio = limited[shape_mask(LIMITED_SHAPES)] / big[shape_mask(LIMITED_SHAPES)].clip(1e-9)
+        assert np.ptp(ratio[big[shape_mask(LIMITED_SHAPES)] > 0]) < 1e-6
+        assert np.array_equal(limit_lower_face(big, None), big)
+        with pytest.raises(ValueError, match="> 0"):
+            limit_lower_face(big, 0.0)
+
+    def test_reference_grimace_is_limited(self):
+        src = np.zeros((120, K), np.float32)
+        out = manipulate_reference(src, [self._grimace()], FPS)
+        assert lower_face_motion(out[30:90]).max() <= ManipulateOptions().transfer_limit_iod + 1e-6
+        assert out[30:90, Blendshape.BROW_DOWN_L].mean() == pytest.approx(0.9, abs=0.01)
+        free = manipulate_reference(src, [self._grimace()], FPS, ManipulateOptions(transfer_limit_iod=None))
+        assert lower_face_motion(free[30:90]).min() > 1.0
+        with pytest.raises(ValueError, match="transfer_limit_iod"):
+            ManipulateOptions(transfer_limit_iod=-1.0)
 
 
 class TestManipulateReference:

@@ -138,6 +138,18 @@ def test_cli_edit_with_own_frames(tmp_path, sample):
     assert np.abs(a - b).max() <= 1
 
 
+def test_cli_transfer_limit(tmp_path, sample, capsys):
+    """--transfer-limit: a negative limit is refused with a one-line reason; 0 means none."""
+    from ned.commands._common import _limit
+
+    with pytest.raises(SystemExit) as stop:
+        main(["edit", str(sample), "-o", str(tmp_path / "o.mp4"), "--emotion", "happy", "--transfer-limit", "-1"])
+    assert stop.value.code == 2
+    assert "--transfer-limit: must be a finite number >= 0" in capsys.readouterr().err
+    assert _limit("0") is None and _limit("0.4") == 0.4
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_cli_edit_needs_a_target(tmp_path, sample, capsys):
     assert main(["edit", str(sample), "-o", str(tmp_path / "o.mp4"), "--quiet"]) == 2
     assert "--emotion" in capsys.readouterr().err

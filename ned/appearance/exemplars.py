@@ -41,6 +41,7 @@ import numpy as np
 
 from ned.labels import LabelledClip, discover_clips
 from ned.manipulate.emotions import EMOTIONS, EmotionTargets, canonical_emotion
+from ned.manipulate.envelope import limit_lower_face
 from ned.appearance.hook import detail_weight, emotion_delta
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
@@ -205,13 +206,14 @@ class ExemplarBank:
         w = np.exp(-0.5 * (dd / tau) ** 2)
         return idx.astype(np.int64), (w / w.sum()).astype(np.float32)
 
-    def emotion_targets(self, fallback: EmotionTargets) -> EmotionTargets:
+    def emotion_targets(self, fallback: EmotionTargets, limit_iod: float | None = None) -> EmotionTargets:
         """Label-mode targets from the bank's real acted expressions.
 
         Per emotion in the bank: each actor's median emotion change over its exemplars of
         that emotion (the most strongly expressed frames of its clips, measured from the
-        actor's neutral frames), averaged over the actors. Emotions the bank lacks keep
-        ``fallback``'s offsets (the calibrated targets).
+        actor's neutral frames), averaged over the actors, its lower/mid-face part softly
+        limited to ``limit_iod`` (:func:`ned.manipulate.envelope.limit_lower_face`; None: not
+        limited). Emotions the bank lacks keep ``fallback``'s offsets (the calibrated targets).
 
         Returns:
             :class:`EmotionTargets` with ``(K,) float32`` offsets (zero off the emotion part,
@@ -222,7 +224,7 @@ class ExemplarBank:
             rows = self.emotions == emotion
             per_actor = [np.median(self.deltas[rows & (self.actors == a)], axis=0)
                          for a in sorted(set(self.actors[rows].tolist()))]
-            offsets[emotion] = np.mean(per_actor, axis=0).astype(np.float32)
+            offsets[emotion] = limit_lower_face(np.mean(per_actor, axis=0), limit_iod)
         return EmotionTargets(offsets, fallback.baseline_percentile, f"exemplar bank {self.root}",
                               {"fallback": fallback.source})
 
@@ -234,12 +236,21 @@ class ExemplarBank:
             (:func:`ned.appearance.hook.detail_weight` of ``delta`` on the blended
             exemplar change).
         """
+        detail, ref_delta = self.blend(delta, emotion, count)
+        return (None, 0.0) if detail is None else (detail, detail_weight(delta, ref_delta))
+
+    def blend(self, delta: np.ndarray, emotion: str | None = None,
+              count: int = 3) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Blended detail map of the closest exemplars and their blended emotion change.
+
+        Returns:
+            ``(S, S) float32`` detail and ``(K,) float32`` change, both None for an empty bank.
+        """
         idx, w = self.select(delta, emotion, count)
         if idx.size == 0:
-            return None, 0.0
+            return None, None
         detail = np.tensordot(w, self.details[idx], axes=1).astype(np.float32)
-        ref_delta = w @ self.deltas[idx]
-        return detail, detail_weight(delta, ref_delta)
+        return detail, (w @ self.deltas[idx]).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ Per frame it builds one log-luminance gain texture (texture space of the mesh) f
   weights, ``target - source`` (decreases scaled by ``release_scale``), and/or
 - reference detail (:mod:`ned.appearance.ratio`): the ratio of a reference emotion frame
   over the reference's neutral frames, or of the closest exemplars of a bank
-  (:mod:`ned.appearance.exemplars`), weighted by how far the target's emotion part moved
-  along the reference's, and smoothed over time (exponential, ``temporal_alpha``),
+  (:mod:`ned.appearance.exemplars`), weighted per texel by how far the target's motion
+  follows the reference's there (:mod:`ned.appearance.weighting`), and smoothed over
+  time (exponential, ``temporal_alpha``),
 
 and renders it onto the warped face through the edited mesh (luminance only, skin only,
 inside the renderer's blend mask: :func:`ned.appearance.compose.render_gain`).
@@ -39,6 +40,7 @@ from ned.appearance.maps import AppearanceMaps, load_maps
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
 from ned.appearance.texture import uv_raster
+from ned.appearance.weighting import detail_weighting
 from ned.morph.rig import EMOTION_SHAPES, Blendshape, shape_mask
 from ned.morph.topology import Topology
 from ned.types import check_array
@@ -195,12 +197,11 @@ class ExpressionAppearance:
         if opts.mode == "off":
             return total
         delta = emotion_delta(frame.source_expression, frame.target_expression)
-        detail, weight = self._frame_detail(frame, delta)
+        detail, ref_delta = self._frame_detail(frame, delta)
         detail = self._smooth(frame.frame_index, detail)
         use_maps = opts.mode == "maps" or (opts.mode == "auto" and detail is None)
         if detail is not None and opts.mode in ("auto", "reference"):
-            w = weight if frame.detail_weight is None else float(frame.detail_weight)
-            total += detail * np.float32(w * opts.detail_strength)
+            total += detail * self._detail_weight(frame, delta, ref_delta) * np.float32(opts.detail_strength)
         if use_maps and opts.map_strength > 0:
             d = np.where(delta > 0, delta, delta * opts.release_scale).astype(np.float32)
             key = d.tobytes()
@@ -211,23 +212,35 @@ class ExpressionAppearance:
             total += self._blend
         return total
 
-    def _frame_detail(self, frame: AppearanceFrame, delta: np.ndarray) -> tuple[np.ndarray | None, float]:
-        """Detail map of this frame's reference or exemplars, and its automatic weight."""
+    def _frame_detail(self, frame: AppearanceFrame, delta: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Detail map of this frame's reference or exemplars, and the emotion change that
+        made it (``(K,)``; None when unknown)."""
         opts = self.options
         if opts.mode == "maps":
-            return None, 0.0
+            return None, None
         if frame.reference is not None and self._neutral_textures:
             ref = frame.reference
             detail = detail_map(self._neutral_textures, luminance_uv(ref.image, ref.points, self.raster),
                                 self.raster, opts)
             if ref.expression is not None and self._neutral_expression is not None:
-                return detail, detail_weight(delta, emotion_delta(self._neutral_expression, ref.expression))
-            return detail, 1.0
+                return detail, emotion_delta(self._neutral_expression, ref.expression)
+            return detail, None
         if frame.reference is not None:
             logger.debug("reference frame without reference neutral frames: no detail transfer")
         if self.bank is not None and len(self.bank):
-            return self.bank.detail_for(delta, frame.emotion, opts.exemplars)
-        return None, 0.0
+            return self.bank.blend(delta, frame.emotion, opts.exemplars)
+        return None, None
+
+    def _detail_weight(self, frame: AppearanceFrame, delta: np.ndarray,
+                       ref_delta: np.ndarray | None) -> np.ndarray | np.float32:
+        """The frame's weight of detail: its override, 1 when the reference's change is
+        unknown, else per texel how far ``delta`` follows ``ref_delta`` there
+        (:class:`ned.appearance.weighting.DetailWeighting`): ``(S, S)`` or a scalar."""
+        if frame.detail_weight is not None:
+            return np.float32(frame.detail_weight)
+        if ref_delta is None:
+            return np.float32(1.0)
+        return detail_weighting(self.raster.size).weight_map(delta, ref_delta, detail_weight(delta, ref_delta))
 
     def _smooth(self, index: int, detail: np.ndarray | None) -> np.ndarray | None:
         alpha = self.options.temporal_alpha

@@ -53,6 +53,10 @@ def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a neutral clip of the reference actor (for `manipulate`: its folder preprocessed with "
                         "--mode reference): the reference's expression is measured from it (without it, from the "
                         "reference clip's own calmest frames)")
+    g.add_argument("--transfer-limit", type=_limit, default=d.transfer_limit, metavar="IOD",
+                   help="soft limit of the lower-face motion (mouth, nose, cheeks) taken from a reference clip or an "
+                        f"exemplar bank, in inter-ocular distances (default {d.transfer_limit}; 0 = no limit): "
+                        "another actor's strong grimace would make the person look like somebody else")
     g.add_argument("--transition", type=float, default=d.transition_s,
                    help=f"seconds of crossfade between consecutive parts (default {d.transition_s})")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of every random draw (results are reproducible)")
@@ -70,7 +74,18 @@ def manipulation_spec(args: argparse.Namespace):
         args.emotions, args.references, intensity=args.intensity, transition_s=args.transition, seed=args.seed,
         reference_neutral=getattr(args, "reference_neutral", None),
         manipulator=args.manipulator, checkpoints_dir=args.checkpoints_dir, which_epoch=args.which_epoch,
-        exemplars=getattr(args, "exemplars", None))
+        exemplars=getattr(args, "exemplars", None), transfer_limit=args.transfer_limit)
+
+
+def _limit(text: str) -> float | None:
+    """``--transfer-limit``: a number >= 0 (0 = None, no limit)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of IODs, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 = no limit), got {text!r}")
+    return value or None
 
 
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:

@@ -267,5 +267,6 @@ def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *
         atomic_write_json(tmp / "manipulation.json", {
             "version": __version__, "request": spec.describe(), "seed": spec.seed,
             "references": [str(r) for r in ref_dirs], "frames": int(state["frames"]),
-            "reference_neutral": str(spec.reference_neutral) if spec.reference_neutral is not None else None})
+            "reference_neutral": str(spec.reference_neutral) if spec.reference_neutral is not None else None,
+            "transfer_limit_iod": spec.transfer_limit})
     return final

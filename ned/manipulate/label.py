@@ -37,6 +37,7 @@ import numpy as np
 
 from ned.errors import InputError
 from ned.manipulate.emotions import MAX_INTENSITY, EmotionSpec, EmotionTargets, load_emotion_targets
+from ned.manipulate.envelope import DEFAULT_TRANSFER_LIMIT_IOD
 from ned.morph.rig import EMOTION_SHAPES, Rig, load_rig, shape_mask
 from ned.types import check_array
 
@@ -70,6 +71,10 @@ class ManipulateOptions:
         dynamics_window_s: moving-average window that separates the slow emotion state
             from fast motion (seconds, > 0).
         seed: recorded for provenance; the training-free manipulators draw nothing.
+        transfer_limit_iod: soft limit (IOD) of the lower/mid-face motion taken from another
+            actor (a reference clip, an exemplar bank's targets;
+            :func:`ned.manipulate.envelope.limit_lower_face`); None: no limit. The calibrated
+            targets of label mode are not limited.
     """
 
     intensity: float = 1.0
@@ -78,6 +83,7 @@ class ManipulateOptions:
     keep_dynamics: float = 1.0
     dynamics_window_s: float = 1.0
     seed: int = 0
+    transfer_limit_iod: float | None = DEFAULT_TRANSFER_LIMIT_IOD
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.intensity <= MAX_INTENSITY:
@@ -92,6 +98,8 @@ class ManipulateOptions:
             raise ValueError(f"dynamics_window_s must be > 0, got {self.dynamics_window_s}")
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if self.transfer_limit_iod is not None and not self.transfer_limit_iod > 0:
+            raise ValueError(f"transfer_limit_iod must be > 0 or None, got {self.transfer_limit_iod}")
 
 
 def segment_weights(num_frames: int, num_segments: int, fps: float, transition_s: float) -> np.ndarray:

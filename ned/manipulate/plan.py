@@ -18,6 +18,7 @@ import numpy as np
 
 from ned.errors import InputError, ModelFileError
 from ned.manipulate.emotions import EmotionSpec, EmotionTargets, load_emotion_targets, parse_emotions
+from ned.manipulate.envelope import DEFAULT_TRANSFER_LIMIT_IOD
 from ned.manipulate.label import MIN_FRAMES, ManipulateOptions, manipulate_labels, segment_weights
 from ned.manipulate.reference import manipulate_reference
 
@@ -43,6 +44,8 @@ class ManipulationSpec:
         exemplars: an exemplar bank folder (``ned exemplars build``): in label mode with the
             training-free manipulator its real acted expressions replace the calibrated
             targets (:meth:`ned.appearance.exemplars.ExemplarBank.emotion_targets`).
+        transfer_limit: soft limit (IOD) of the lower/mid-face motion taken from a reference
+            clip or an exemplar bank (:mod:`ned.manipulate.envelope`); None: no limit.
     """
 
     segments: tuple[EmotionSpec, ...] = (EmotionSpec("happy"),)
@@ -55,9 +58,10 @@ class ManipulationSpec:
     checkpoints_dir: Path | None = None
     which_epoch: int | None = None
     exemplars: Path | None = None
+    transfer_limit: float | None = DEFAULT_TRANSFER_LIMIT_IOD
 
     def __post_init__(self) -> None:
-        ManipulateOptions(intensity=self.intensity, transition_s=self.transition_s, seed=self.seed)
+        self.manipulate_options()
         if self.manipulator not in MANIPULATORS:
             raise ValueError(f"manipulator must be one of {MANIPULATORS}, got {self.manipulator!r}")
         if not self.segments and not self.references:
@@ -76,7 +80,8 @@ class ManipulationSpec:
         return cls(segments=segments, references=tuple(Path(r) for r in references), **kwargs)
 
     def manipulate_options(self) -> ManipulateOptions:
-        return ManipulateOptions(intensity=self.intensity, transition_s=self.transition_s, seed=self.seed)
+        return ManipulateOptions(intensity=self.intensity, transition_s=self.transition_s, seed=self.seed,
+                                 transfer_limit_iod=self.transfer_limit)
 
     def describe(self) -> str:
         """Human-readable request, e.g. ``happy, angry:0.5`` or ``reference ref.mp4``."""
@@ -96,7 +101,7 @@ class ManipulationSpec:
             return None
         from ned.appearance.exemplars import load_bank
 
-        return load_bank(Path(self.exemplars)).emotion_targets(load_emotion_targets())
+        return load_bank(Path(self.exemplars)).emotion_targets(load_emotion_targets(), self.transfer_limit)
 
 
 def fill_missing_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

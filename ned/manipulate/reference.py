@@ -21,7 +21,10 @@ reference clip (one per segment, as with several labels):
    motion: lip corners also move with speech, and the reference's speech-rate corner
    motion belongs to *its* speech (``keep_dynamics = 0`` transfers it frame by frame
    instead). Brows, lids, cheeks and nose follow the reference frame by frame. Measured on
-   the MEAD crops (M030 neutral acting like W009 happy): dlib mouth-aperture r 0.87 -> 0.94;
+   the MEAD crops (M030 neutral acting like W009 happy): dlib mouth-aperture r 0.87 -> 0.94.
+   The lower/mid-face part of the relative motion is then softly limited to
+   ``transfer_limit_iod`` (:func:`ned.manipulate.envelope.limit_lower_face`): another
+   actor's strong grimace would change who the target looks like;
 4. segments are blended as in :mod:`ned.manipulate.label` (raised-cosine transitions,
    intensity, bounds, kept shapes).
 """
@@ -35,6 +38,7 @@ import numpy as np
 
 from ned.errors import InputError
 from ned.manipulate.emotions import MAX_INTENSITY
+from ned.manipulate.envelope import limit_lower_face
 from ned.manipulate.label import (
     ManipulateOptions,
     _check_source,
@@ -186,6 +190,7 @@ def manipulate_reference(
         if options.keep_dynamics > 0:  # around the mouth: the reference's slow expression only
             slow, _ = split_dynamics(relative, window)
             relative = np.where(_MOUTH, slow, relative)
+        relative = limit_lower_face(relative, options.transfer_limit_iod, rig)
         # the segment's own frames read the reference from its start; the crossfade
         # margins before/after simply continue the mapping
         pos = reference_positions(len(src), s, n, len(ref), time_mode)
