@@ -11,11 +11,13 @@ pass the motion of :data:`LIMITED_SHAPES` through :func:`limit_lower_face`, whic
 motion up to 80 % of the limit, then bends smoothly (``tanh``) towards the limit. Brows
 and lids keep the reference's full motion.
 
-Measured on the MEAD crops (W009 acting like M030, limit 0.5 IOD): identity distance
-happy 0.44 -> 0.28, sad 0.48 -> 0.34, disgusted 0.48 -> 0.28, with FER2013 recognition
-of sad rising (0.79 -> 0.88: the grimace read as another emotion) and happy falling
-(0.98 -> 0.6x); the other direction (M030 acting like W009, whose mouth moves less) is
-barely touched.
+Measured with ``ned evaluate-suite`` on the MEAD crops (default limit 0.62 IOD, knee 0.8;
+reference mode with the reference's neutral clip). W009 acting like M030: identity
+distance angry 0.36 -> 0.25, disgusted 0.48 -> 0.27, happy 0.44 -> 0.23, sad 0.48 -> 0.34;
+FER2013 recognition sad 0.79 -> 0.91 and angry 0.13 -> 0.18 (the grimace read as another
+emotion), happy 0.98 -> 0.56. M030 acting like W009 (whose lower face moves less): happy
+0.66 -> 0.56, identity <= 0.25 before and after. One number for the whole lower face
+cannot tell a smile's corner pull (cheap in identity) from lip stretch and press (costly).
 """
 
 from __future__ import annotations
