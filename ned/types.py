@@ -1,10 +1,11 @@
-"""Array conventions used across the package, and one shape checker.
+"""Array conventions used across the package, a shape checker and a box test.
 
 - Frames: ``(H, W, 3) uint8`` RGB, C-contiguous. BGR exists only inside an OpenCV call.
 - Float images: ``float32`` in ``[0, 1]``. Masks: ``(H, W) float32`` in ``[0, 1]``.
 - Tensors: ``(B, 3, H, W) float32`` in ``[0, 1]``; ``[-1, 1]`` only inside a network.
 - Points: ``(N, 2)`` / ``(N, 3) float32``, ``(x, y[, z])`` in pixels of the named image,
   origin top-left; ``z`` is in the same pixel scale (larger = farther from the camera).
+- Boxes are ``(4,)`` ``x0 y0 x1 y1`` in pixels of the named image.
 - Transforms are named ``<dst>_from_<src>`` (``crop_from_frame``), 2x3 or 3x3 pixel matrices.
 - Rotations are radians in code, degrees only in reports; times carry ``_s`` / ``_ms``.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_array"]
+__all__ = ["check_array", "box_has_area"]
 
 
 def check_array(x: Any, shape: str, dtype: Any = None, name: str = "array") -> np.ndarray:
@@ -56,3 +57,8 @@ def check_array(x: Any, shape: str, dtype: Any = None, name: str = "array") -> n
     if dtype is not None and x.dtype != np.dtype(dtype):
         raise ValueError(f"{name}: expected dtype {np.dtype(dtype)}, got {x.dtype}")
     return x
+
+
+def box_has_area(box: Any) -> bool:
+    """True when an ``x0 y0 x1 y1`` box covers some area (``x1 > x0`` and ``y1 > y0``)."""
+    return bool(box[2] > box[0] and box[3] > box[1])

@@ -34,7 +34,7 @@ import numpy as np
 
 from ned.morph.raster import rasterise_ids
 from ned.morph.topology import NUM_VERTICES, Topology, load_topology
-from ned.types import check_array
+from ned.types import box_has_area, check_array
 
 __all__ = [
     "UVRaster",
@@ -201,7 +201,7 @@ class ImageUV:
     @property
     def empty(self) -> bool:
         """True when no pixel is covered."""
-        return not (self.box[2] > self.box[0] and self.box[3] > self.box[1])
+        return not box_has_area(self.box)
 
 
 #: Faces with an inter-ocular distance above this (pixels) are rasterised at half

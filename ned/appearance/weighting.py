@@ -3,7 +3,7 @@
 A reference's (or exemplar's) detail map carries the creases of *every* part of its
 expression. When the target's expression follows the reference only in part (the
 reference's mouth motion limited, its brows kept: see
-:func:`ned.manipulate.envelope.limit_mouth_motion`), one global weight would paint the
+:func:`ned.manipulate.envelope.limit_lower_face`), one global weight would paint the
 reference's full mouth creases on a mouth that barely moved, and those are what make a
 face look like somebody else. :class:`DetailWeighting` instead weights each texel by how
 far the target's motion follows the reference's *there*:

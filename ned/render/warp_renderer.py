@@ -31,7 +31,7 @@ from ned.morph.topology import NUM_VERTICES
 from ned.render.eyes import iris_circles, reveal_eyes
 from ned.render.warp import (_INTERPOLATIONS, MapAdjust, WarpMesh, _warp_box, anchor_ring, box_maps,
                              build_warp_mesh)
-from ned.types import check_array
+from ned.types import box_has_area, check_array
 
 __all__ = ["AppearanceContext", "AppearanceFn", "RenderOptions", "RenderedFace", "RenderedPlanes", "RenderedRegion",
            "WarpRenderer"]
@@ -97,7 +97,7 @@ class RenderedFace:
     @property
     def rendered(self) -> bool:
         """False when the frame was passed through (no face, or an empty region)."""
-        return bool(self.box[2] > self.box[0] and self.box[3] > self.box[1])
+        return box_has_area(self.box)
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ class RenderedRegion:
     @property
     def rendered(self) -> bool:
         """False when the frame was passed through (no face, or an empty region)."""
-        return bool(self.box[2] > self.box[0] and self.box[3] > self.box[1])
+        return box_has_area(self.box)
 
     def paste(self, frame: np.ndarray) -> None:
         """Write the composited region into ``frame`` ``(H, W, 3) uint8`` in place."""
@@ -166,7 +166,7 @@ class RenderedPlanes:
     @property
     def rendered(self) -> bool:
         """False when nothing was rendered (no face, or off the frame)."""
-        return bool(self.box[2] > self.box[0] and self.box[3] > self.box[1])
+        return box_has_area(self.box)
 
     @staticmethod
     def empty() -> RenderedPlanes:
