@@ -19,13 +19,13 @@ No assertions: speed is measured, not tested.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ned.layout import atomic_write_json
 from ned.appearance import AppearanceFrame, AppearanceOptions, ExemplarBank, ExpressionAppearance, ReferenceFrame
 from ned.morph.rig import Blendshape
 from ned.morph.topology import load_topology
@@ -114,7 +114,7 @@ def main() -> None:
         results.append(row)
         logger.info("%s", "  ".join(f"{k}={v}" for k, v in row.items()))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        atomic_write_json(args.json, results, sort_keys=False)
 
 
 if __name__ == "__main__":

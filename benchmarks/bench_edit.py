@@ -28,13 +28,13 @@ No assertions: speed is measured, not tested.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 from pathlib import Path
 
 from ned.bench import format_table, results_json, run_bench
+from ned.layout import atomic_write_json
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "mead_1080p" / "W015_level_1_neutral_030.mp4"
 
@@ -78,8 +78,7 @@ def main() -> int:
     figures = results_json(results, args.clip)
     figures["summary"] = summary
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+        atomic_write_json(args.json, figures, sort_keys=False)
     return 0
 
 

@@ -22,14 +22,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
+from ned.layout import atomic_write_json  # noqa: E402
 from ned.manipulate.emotions import EmotionSpec  # noqa: E402
 from ned.manipulate.label import manipulate_labels  # noqa: E402
 from ned.morph.fit import FaceModel, Pose, apply_expression_delta, estimate_identity  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=50, help="repeats of the per-frame raster timings")
-    ap.add_argument("--json", type=str, default=None)
+    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -105,8 +106,7 @@ def main() -> int:
     for key, value in results.items():
         logger.info("%-40s %10.3f", key, value)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=1)
+        atomic_write_json(args.json, results, sort_keys=False)
     return 0
 
 

@@ -16,14 +16,15 @@ No assertions: speed is measured, not tested.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ned.layout import atomic_write_json
 from ned.manipulate.backends import backend_input_dim
 from ned.manipulate.dataset import WindowDataset, make_synthetic_clips
 from ned.manipulate.learned import translate_sequence
@@ -62,7 +63,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per case")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--frames", type=int, default=250, help="frames of the inference clip")
-    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -83,8 +84,7 @@ def main() -> None:
             print(f"{arch:13s} D={dim:2d}  train {steps_s:6.2f} steps/s (batch {args.batch_size})   "
                   f"inference {fps1:7.1f} frames/s (hop 1), {fps5:7.1f} frames/s (hop 5)")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+        atomic_write_json(args.json, results, sort_keys=False)
 
 
 if __name__ == "__main__":

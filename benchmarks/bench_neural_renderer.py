@@ -20,7 +20,6 @@ No assertions: speed is measured, not tested.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import resource
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ned.layout import atomic_write_json
 from ned.render.dataset import CelebFrames, RendererDataset, make_warp_provider, write_synthetic_celeb
 from ned.render.neural_renderer import NeuralRenderer
 from ned.render.train import Trainer, TrainOptions, train_renderer
@@ -127,8 +127,7 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak_mb:.0f} MB")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"results": results, "peak_rss_mb": round(peak_mb)}, indent=2) + "\n")
+        atomic_write_json(args.json, {"results": results, "peak_rss_mb": round(peak_mb)}, sort_keys=False)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ of the clip's length; NMFC + shape <= 5 ms per 256x256 frame. No assertions.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ned.bench import format_table, results_json, run_bench
+from ned.layout import atomic_write_json
 
 DEFAULT_CLIP = Path(__file__).resolve().parents[1].parent / "shared" / "media" / "mead_1080p" / "W015_level_1_neutral_030.mp4"
 
@@ -98,8 +98,7 @@ def main() -> int:
     figures["raster_256"] = raster
     figures["full_frames_format"] = "jpg quality 95"
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2))
+        atomic_write_json(args.json, figures, sort_keys=False)
     return 0
 
 

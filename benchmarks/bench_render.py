@@ -15,13 +15,14 @@ Prints one line per case and method; no assertions (speed is measured, not teste
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ned.layout import atomic_write_json
 from ned.render.blend import BlendOptions, blend, soft_mask
 from ned.render.warp import anchor_ring, warp_piecewise_affine
 from ned.render.warp_renderer import RenderOptions, WarpRenderer
@@ -108,7 +109,7 @@ def tune_malloc(threshold: int = 64 << 20) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
-    parser.add_argument("--json", default=None, help="write the results to this file")
+    parser.add_argument("--json", type=Path, default=None, help="write the results to this file")
     parser.add_argument("--tune-malloc", action="store_true",
                         help="keep freed blocks < 64 MiB in the heap (glibc mallopt): each frame's "
                              "temporaries then reuse mapped pages instead of page-faulting fresh ones")
@@ -156,8 +157,7 @@ def main() -> None:
         results.append(row)
         logger.info("%s", "  ".join(f"{k}={v}" for k, v in row.items()))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(results, fh, indent=2)
+        atomic_write_json(args.json, results, sort_keys=False)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Target (issue 2): >= 100 frames/s on 2 cores. No assertions: speed is measured, 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ned.layout import atomic_write_json
 from ned.face import FaceTracker, TrackOptions
 from ned.face import models
 
@@ -129,8 +129,7 @@ def main() -> None:
     for key, value in result.items():
         print(f"{key:>20}: {value:.2f}" if isinstance(value, float) else f"{key:>20}: {value}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+        atomic_write_json(args.json, result, sort_keys=False)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ned.layout import atomic_write_json
 from ned.distributed import resolve_device
 from ned.render.dataset import CelebFrames, RendererDataset, make_warp_provider, write_synthetic_celeb
 from ned.render.networks import build_networks
@@ -140,8 +140,7 @@ def main() -> None:
                   f"steps/s", flush=True)
             result["render"] = bench_render(celeb, ckpt, str(device), args.frames, options.warp_provider)
             print(f"render: {result['render']['frames_per_s']} frames/s", flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.json, result, sort_keys=False)
     print(f"wrote {args.json}")
 
 

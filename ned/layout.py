@@ -144,10 +144,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (parent folder created)."""
+def atomic_write_json(path: Path, obj: Any, *, sort_keys: bool = True) -> None:
+    """Write ``obj`` as indented JSON atomically (parent folder created); ``sort_keys=False``
+    keeps the keys in their insertion order (e.g. a benchmark's figures as printed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def encode_image(image: np.ndarray, ext: str, jpeg_quality: int = 95, png_compression: int = 1) -> bytes:
