@@ -9,7 +9,7 @@ space (:func:`ned.appearance.ratio.detail_map`). In label mode a bank drives bot
 the edit, as a reference clip does in reference mode: the manipulator's targets become the
 bank's real acted expressions (:meth:`ExemplarBank.emotion_targets`), and the appearance
 step blends the detail of the exemplars whose emotion change is closest to the frame's
-(:meth:`ExemplarBank.detail_for`).
+(:meth:`ExemplarBank.blend`; :meth:`ExemplarBank.detail_for` adds its clip-wide weight).
 
 A bank built from third-party clips stays on the user's disk: nothing of it is shipped.
 
