@@ -45,13 +45,35 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def resident_batch(celeb: Path, options: TrainOptions, device: torch.device, start: int = 0
+                   ) -> dict[str, torch.Tensor]:
+    """One training batch of ``options.batch_size`` windows (from window ``start`` on), on ``device``."""
+    ds = RendererDataset(CelebFrames(celeb), options.size, window=options.window,
+                         warp_provider=make_warp_provider(options.warp_provider))
+    items = [ds[(0, (start + i) % len(ds))] for i in range(options.batch_size)]
+    return {k: v.to(device) for k, v in torch.utils.data.default_collate(items).items()}
+
+
+def render_inputs(celeb: Path, size: int, frames: int, provider: str
+                  ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``NeuralRenderer.render`` arguments ``(nmfc, shape, eye_landmarks, warped)`` of the
+    first ``frames`` frames, at ``size`` px."""
+    f = CelebFrames(celeb)
+    ds = RendererDataset(f, size, window=1, warp_provider=make_warp_provider(provider))
+    to8 = lambda t: (t.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    inputs = []
+    for i in range(min(frames, len(ds))):
+        item = ds[(0, i)]
+        inputs.append((to8(item["cond"][0, 0:3]), to8(item["cond"][0, 6:9]),
+                       f.eye_points(i) * size / f.crop_size, to8(item["warp"][0])))
+    return inputs
+
+
 def bench_compute(celeb: Path, options: TrainOptions, device: torch.device, steps: int, warmup: int) -> dict:
     """Steps/s of ``train_step`` on one batch resident on the device."""
     torch.manual_seed(0)
     trainer = Trainer(options, build_networks(options.network_options()), device)
-    ds = RendererDataset(CelebFrames(celeb), options.size, warp_provider=make_warp_provider(options.warp_provider))
-    batch = torch.utils.data.default_collate([ds[(0, i % len(ds))] for i in range(options.batch_size)])
-    batch = {k: v.to(device) for k, v in batch.items()}
+    batch = resident_batch(celeb, options, device)
     for _ in range(warmup):
         trainer.train_step(batch)
     _sync(device)
@@ -85,14 +107,7 @@ def bench_end_to_end(celeb: Path, options: TrainOptions, device: str, folder: Pa
 def bench_render(celeb: Path, checkpoint: Path, device: str, frames: int, provider: str) -> dict:
     """Frames/s of frame-by-frame rendering (conditioning prepared beforehand)."""
     renderer = NeuralRenderer.load(checkpoint, device=device)
-    f = CelebFrames(celeb)
-    ds = RendererDataset(f, renderer.size, window=1, warp_provider=make_warp_provider(provider))
-    to8 = lambda t: (t.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
-    inputs = []
-    for i in range(min(frames, len(ds))):
-        item = ds[(0, i)]
-        inputs.append((to8(item["cond"][0, 0:3]), to8(item["cond"][0, 6:9]),
-                       f.eye_points(i) * renderer.size / f.crop_size, to8(item["warp"][0])))
+    inputs = render_inputs(celeb, renderer.size, frames, provider)
     for x in inputs[:3]:
         renderer.render(*x)
     renderer.reset()

@@ -37,6 +37,7 @@ __all__ = [
     "wrap_ddp",
     "unwrap",
     "autocast_dtype",
+    "load_scaler_state",
     "autocast",
 ]
 
@@ -103,6 +104,13 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
+def load_scaler_state(scaler: torch.amp.GradScaler, state: dict) -> None:
+    """Restore a gradient scaler from a checkpoint; an empty state (saved by a disabled
+    scaler: a CPU, bf16 or full-precision run) leaves the scaler as it starts."""
+    if state:
+        scaler.load_state_dict(state)
+
+
 def autocast_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
     """The mixed-precision dtype for ``device``: bfloat16 on CUDA when supported, else
     float16; None (full precision) on the CPU or when not ``enabled``.
@@ -135,11 +143,12 @@ def init_distributed(device_spec: str = "auto", *, timeout: timedelta = DEFAULT_
 
     Returns:
         ``(dist_info, device)``. A CUDA device always carries an index: the one asked for,
-        ``cuda:0`` for a plain ``cuda`` in a single process, and ``cuda:LOCAL_RANK`` (modulo
-        the GPU count, made the current device) under DDP.
+        ``cuda:0`` for a plain ``cuda`` in a single process, and ``cuda:LOCAL_RANK`` (made
+        the current device) under DDP.
 
     Raises:
-        DeviceError: for a bad or unavailable device.
+        DeviceError: for a bad or unavailable device, or more processes on this machine
+            (``LOCAL_WORLD_SIZE``) than CUDA GPUs.
     """
     device = resolve_device(device_spec)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -150,7 +159,12 @@ def init_distributed(device_spec: str = "auto", *, timeout: timedelta = DEFAULT_
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", rank))
     if device.type == "cuda":
-        device = torch.device("cuda", local % max(torch.cuda.device_count(), 1))
+        per_node, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", "1")), torch.cuda.device_count()
+        if per_node > gpus:
+            raise DeviceError(f"torchrun started {per_node} processes on this machine but it has {gpus} CUDA "
+                              f"GPU(s); NCCL needs one GPU per process: use --nproc_per_node {gpus} "
+                              "(or --device cpu for gloo)")
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world,

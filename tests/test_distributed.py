@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ned.distributed import (DistInfo, all_ok, autocast, autocast_dtype, barrier, check_device_spec,
-                             distributed_session, init_distributed, resolve_device, unwrap)
+                             distributed_session, init_distributed, load_scaler_state, resolve_device, unwrap)
 from ned.errors import DeviceError, InputError
 
 torch.set_num_threads(1)
@@ -81,3 +81,28 @@ class TestPrecision:
         x = torch.ones(2, 2)
         with autocast(torch.device("cpu"), torch.bfloat16):
             assert (x @ x).dtype == torch.bfloat16
+
+
+class TestLaunchChecks:
+    def test_more_processes_than_gpus_is_a_clear_error(self, monkeypatch):
+        """torchrun --nproc_per_node 2 on a one-GPU machine: a DeviceError naming the fix,
+        not NCCL's own failure (or a hang) after two ranks landed on the same GPU."""
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+            monkeypatch.setenv(key, value)
+        with pytest.raises(DeviceError, match="--nproc_per_node 1"):
+            init_distributed("cuda")
+
+
+class TestScalerState:
+    def test_empty_state_resumes_into_an_enabled_scaler(self):
+        """A checkpoint of a CPU / bf16 run (disabled scaler: empty state) resumes in fp16."""
+        saved = torch.amp.GradScaler("cpu", enabled=False).state_dict()
+        assert saved == {}
+        scaler = torch.amp.GradScaler("cpu", enabled=True, init_scale=1024.0)
+        load_scaler_state(scaler, saved)
+        assert scaler.get_scale() == 1024.0
+        other = torch.amp.GradScaler("cpu", enabled=True, init_scale=8.0)
+        load_scaler_state(other, scaler.state_dict())
+        assert other.get_scale() == 1024.0

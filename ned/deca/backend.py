@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ned.distributed import check_device_spec, resolve_device
 from ned.errors import ModelFileError
 from ned.deca.encoder import (
     CROP_SIZE,
@@ -111,7 +112,7 @@ class DecaOptions:
     """Options of the DECA backend.
 
     Attributes:
-        device: torch device for the encoders and FLAME ("cpu", "cuda", "cuda:1").
+        device: device for the encoders and FLAME: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         use_detail: run DECA's detail encoder for ``detail`` (1, 128); zeros when False or
             when the checkpoint has no ``E_detail``.
         crop_scale: enlargement of the landmark box for DECA's crop (> 0; DECA: 1.25).
@@ -124,10 +125,7 @@ class DecaOptions:
     encoder_width: int = 64
 
     def __post_init__(self) -> None:
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device: not a torch device: {self.device!r}") from None
+        check_device_spec(self.device)
         if not self.crop_scale > 0:
             raise ValueError(f"crop_scale: expected > 0, got {self.crop_scale}")
         if self.encoder_width < 1:
@@ -148,7 +146,7 @@ class DecaBackend:
     def __init__(self, deca_dir: str | os.PathLike, options: DecaOptions = DecaOptions()) -> None:
         self.options = options
         self.files = find_deca_files(deca_dir)
-        self.device = torch.device(options.device)
+        self.device = resolve_device(options.device)
         flame_arrays = load_flame(self.files.flame)
         self.flame = FlameLayer(flame_arrays).to(self.device).eval()
         self.faces = flame_arrays.faces.astype(np.int32)  # (F, 3) triangles for rasterisation

@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ned.checkpoint_io import CsvLog
-from ned.distributed import (DistInfo, all_ok, autocast, autocast_dtype, barrier, check_device_spec,
+from ned.distributed import (DistInfo, all_ok, autocast, autocast_dtype, barrier, check_device_spec, load_scaler_state,
                              distributed_session, init_distributed, wrap_ddp)
 from ned.errors import InputError, ModelFileError
 from ned.manipulate.backends import BACKENDS, backend_fingerprint, backend_mouth_indices, get_extractor
@@ -633,8 +633,7 @@ class Trainer:
         for key, opt in self.optimizers.items():
             opt.load_state_dict(data["optimizers"][key])
         for key, scaler in self.scalers.items():
-            if key in data.get("scalers", {}):
-                scaler.load_state_dict(data["scalers"][key])
+            load_scaler_state(scaler, data.get("scalers", {}).get(key, {}))
         norm = data["normalization"]
         self.nets.mean, self.nets.std = norm["mean"].to(self.device), norm["std"].to(self.device)
         restore_rng_state(data.get("rng", {}))

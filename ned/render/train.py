@@ -48,6 +48,7 @@ from ned.distributed import (  # DistInfo and resolve_device are re-exported
     autocast_dtype,
     barrier,
     distributed_session,
+    load_scaler_state,
     resolve_device,
     unwrap,
     wrap_ddp,
@@ -462,8 +463,8 @@ class Trainer:
             return
         self.opt_g.load_state_dict(state["optim"]["g"])
         self.opt_d.load_state_dict(state["optim"]["d"])
-        self.scaler_g.load_state_dict(state["scaler"]["g"])
-        self.scaler_d.load_state_dict(state["scaler"]["d"])
+        load_scaler_state(self.scaler_g, state["scaler"]["g"])
+        load_scaler_state(self.scaler_d, state["scaler"]["d"])
         self.step = int(state["step"])
         restore_rng_state(state.get("rng", {}))
 
