@@ -32,6 +32,11 @@ Method:
    ``sum_a |t - s_a|^2 / d_a^2``, where ``d_a`` is the distance between actor a's neutral
    and real E clips (the check's own yardstick), so a very expressive actor does not
    dominate a restrained one (``--pooling mean`` gives every actor the same weight).
+6. The held lid narrowing of E (drooping lids, squinting: the held part of the blink
+   weights, :mod:`ned.manipulate.lids`) is measured per actor as the median over the
+   real E clip of :func:`ned.manipulate.lids.held_closure` above the neutral clip's 20th
+   percentile, and pooled with the same weights (``"lid_closure"``); the manipulator
+   lays it, softly limited, over the source's blinks.
 
 The check (also ``tests/test_calibration.py``), for each actor A and emotion E: convert
 A's neutral clip to E; the distance between the clip-mean emotion parts of (converted)
@@ -98,6 +103,7 @@ sys.path.insert(0, str(ROOT))
 from ned.layout import atomic_write_text  # noqa: E402
 from ned.manipulate.emotions import EMOTIONS, EmotionSpec, EmotionTargets, emfacs_pattern  # noqa: E402
 from ned.manipulate.label import ManipulateOptions, manipulate_labels  # noqa: E402
+from ned.manipulate.lids import BLINK, held_closure  # noqa: E402
 from ned.morph.fit import FaceFits, FaceModel, apply_expression_delta  # noqa: E402
 from ned.morph.rig import EMOTION_SHAPES, Blendshape, shape_mask  # noqa: E402
 from ned.morph.topology import GROUPS, INNER_LIP_PAIRS  # noqa: E402
@@ -130,6 +136,9 @@ class ActorData:
         signatures: emotion -> (K,) offset reproducing the real clip's mean (step 3).
         distances: emotion -> distance of the real clip's mean emotion part from the
             neutral clip's (the check's yardstick).
+        closures: emotion -> held lid narrowing of the real clip over the neutral clip's
+            (step 6): median over frames and eyes of :func:`ned.manipulate.lids.held_closure`,
+            minus the neutral clip's 20th percentile, at least 0.
     """
 
     model: FaceModel
@@ -137,6 +146,7 @@ class ActorData:
     fits: dict[str, FaceFits]
     signatures: dict[str, np.ndarray] = field(default_factory=dict)
     distances: dict[str, float] = field(default_factory=dict)
+    closures: dict[str, float] = field(default_factory=dict)
 
 
 def find_clips(media: Path) -> dict[str, dict[str, Path]]:
@@ -204,7 +214,14 @@ def fit_actor(landmarks: dict[str, np.ndarray]) -> ActorData:
             continue
         data.signatures[emotion] = actor_signature(neutral, f.expression, emotion)
         data.distances[emotion] = float(np.linalg.norm(f.expression[:, EMO].mean(0) - neutral[:, EMO].mean(0)))
+        data.closures[emotion] = held_lid_closure(neutral, f.expression)
     return data
+
+
+def held_lid_closure(neutral: np.ndarray, real: np.ndarray) -> float:
+    """Step 6: the real clip's held lid narrowing over the neutral clip's, blink units."""
+    base = np.percentile(neutral[:, BLINK], 20, axis=0)
+    return max(float(np.median(held_closure(real[:, BLINK], FPS) - base)), 0.0)
 
 
 def constrain(signature: np.ndarray, emotion: str, nonprototype_weight: float = 1.0) -> np.ndarray:
@@ -228,7 +245,7 @@ def targets_from(actors: list[ActorData], source: str = "calibration", nonprotot
     if not actors:
         raise ValueError("no actor to calibrate on")
     emotions = sorted(set().union(*[a.signatures.keys() for a in actors]))
-    offsets = {}
+    offsets, closures = {}, {}
     for e in emotions:
         have = [a for a in actors if e in a.signatures]
         sigs = np.array([constrain(a.signatures[e], e, nonprototype_weight) for a in have])
@@ -237,7 +254,8 @@ def targets_from(actors: list[ActorData], source: str = "calibration", nonprotot
         else:
             w = np.ones(len(have))
         offsets[e] = ((sigs * w[:, None]).sum(0) / w.sum()).astype(np.float32)
-    return EmotionTargets(offsets, None, source)
+        closures[e] = float(sum(wa * a.closures.get(e, 0.0) for wa, a in zip(w, have)) / w.sum())
+    return EmotionTargets(offsets, None, source, lid_closure=closures)
 
 
 def mouth_aperture(points: np.ndarray) -> np.ndarray:
@@ -444,6 +462,8 @@ def report(actors: dict[str, ActorData], nonprototype_weight: float, pooling: st
         "actors": sorted(actors),
         "clips": {a: sorted(d.signatures) for a, d in actors.items()},
         "targets": {e: _named(w) for e, w in targets.offsets.items()},
+        "lid_closure": {e: round(v, 4) for e, v in targets.lid_closure.items()},
+        "lid_closure_per_actor": {a: {e: round(v, 4) for e, v in d.closures.items()} for a, d in actors.items()},
         "per_actor": {a: {e: _named(w) for e, w in d.signatures.items()} for a, d in actors.items()},
         "distances": {a: {e: round(v, 4) for e, v in d.distances.items()} for a, d in actors.items()},
         "bound_all": {e: round(float(v), 4) for e, v in bound.items()},

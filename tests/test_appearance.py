@@ -668,6 +668,27 @@ def test_bank_emotion_targets_pool_actors_and_fall_back():
     assert "bank" in targets.source
 
 
+def test_bank_targets_narrow_the_lids():
+    """Exemplars acted with held narrowed eyes (blink weights ~0.8, one caught mid-blink)
+    lend the label edit that narrowing; the target's own blinks still close the eye."""
+    from ned.manipulate.emotions import EmotionSpec, load_emotion_targets
+    from ned.manipulate.label import manipulate_labels
+
+    expr = np.zeros((3, K), np.float32)
+    expr[:, [Blendshape.EYE_BLINK_L, Blendshape.EYE_BLINK_R]] = [[0.8, 0.8], [0.7, 0.7], [1.0, 1.0]]
+    bank = ExemplarBank(np.array(["sad"] * 3), np.array(["a"] * 3), expr, np.zeros((3, K), np.float32),
+                        np.zeros((3, 8, 8), np.float32), np.array(["x.png"] * 3), Path("bank"))
+    calibrated = load_emotion_targets()
+    targets = bank.emotion_targets(calibrated)
+    assert targets.closure("sad") == pytest.approx(0.8)
+    assert targets.closure("happy") == calibrated.closure("happy")  # not in the bank: the calibrated one
+    source = np.zeros((60, K), np.float32)
+    source[30, [Blendshape.EYE_BLINK_L, Blendshape.EYE_BLINK_R]] = 1.0
+    out = manipulate_labels(source, [EmotionSpec("sad")], 25.0, targets=targets)
+    assert 0.2 < out[10, Blendshape.EYE_BLINK_L] < 0.3  # soft-limited under the default 0.3
+    assert out[30, Blendshape.EYE_BLINK_L] == 1.0
+
+
 def test_bank_targets_lower_face_is_limited(tmp_path):
     """A bank actor's strong grimace is softly limited in the label targets (the lower
     face's motion stays under the transfer limit); the brows keep the bank's motion."""

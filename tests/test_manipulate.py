@@ -18,6 +18,7 @@ from ned.manipulate.emotions import (
     parse_emotion,
     parse_emotions,
     targets_from_json,
+    without_stray_smile,
 )
 from ned.manipulate.label import (
     MIN_FRAMES,
@@ -28,13 +29,15 @@ from ned.manipulate.label import (
     split_dynamics,
 )
 from ned.manipulate.envelope import LIMITED_SHAPES, limit_lower_face, lower_face_motion
+from ned.manipulate.lids import DEFAULT_CLOSURE_LIMIT, add_closure, closure_over_baseline, held_closure
 from ned.manipulate.reference import manipulate_reference, time_map
-from ned.morph.rig import EMOTION_SHAPES, KEPT_SHAPES, Blendshape, load_rig, shape_mask
+from ned.morph.rig import BLINK_SHAPES, EMOTION_SHAPES, KEPT_SHAPES, Blendshape, load_rig, shape_mask
 
 K = len(Blendshape)
 FPS = 25.0
 EMO = shape_mask(EMOTION_SHAPES)
 KEPT = shape_mask(KEPT_SHAPES)
+BLINK = shape_mask(BLINK_SHAPES)
 # Largest allowed frame-to-frame change of any weight at a segment boundary, for a
 # 0.5 s raised-cosine crossfade (12.5 frames): pi/2 / 12.5 * |target jump| < 0.13 * jump.
 MAX_STEP_PER_UNIT_JUMP = 0.15
@@ -325,6 +328,76 @@ class TestTransferLimit:
             ManipulateOptions(transfer_limit_iod=-1.0)
 
 
+class TestNoStraySmile:
+    """Only emotions whose prototype smiles (happy, contempt) keep lip-corner pull."""
+
+    def test_calibrated_targets(self):
+        targets = load_emotion_targets()
+        pull = [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]
+        for emotion in ("angry", "disgusted", "fear", "sad", "surprised"):
+            assert np.all(targets.offset(emotion)[pull] == 0), emotion
+        assert np.all(targets.offset("happy")[pull] > 0.5)
+
+    def test_other_shapes_kept(self):
+        offset = np.full(K, 0.4, np.float32)
+        out = without_stray_smile(offset, "disgust")
+        assert out[Blendshape.LIP_CORNER_PULL_L] == 0 and out[Blendshape.LIP_CORNER_PULL_R] == 0
+        assert np.count_nonzero(out != offset) == 2 and offset[Blendshape.LIP_CORNER_PULL_L] == 0.4
+        assert np.array_equal(without_stray_smile(offset, "happy"), offset)
+
+
+class TestLidClosure:
+    """A reference's held lid narrowing reaches the target; its blinks and the target's stay."""
+
+    def _drooping(self, t: int = 90) -> np.ndarray:
+        ref = np.zeros((t, K), np.float32)
+        ref[:, BLINK] = 0.7  # eyes held narrowed (sad) ...
+        ref[20:26, BLINK] = 1.0  # ... with a blink of its own
+        ref[:, Blendshape.BROW_INNER_UP_L] = 0.6
+        return ref
+
+    def test_held_part_ignores_blinks(self):
+        blink = np.zeros((90, 2))
+        blink[::30] = 1.0  # one-frame blinks
+        blink[40:46] = 1.0  # a 0.24 s blink
+        assert held_closure(blink, FPS).max() < 0.05
+        blink[:] = 0.6
+        assert np.allclose(held_closure(blink, FPS), 0.6)
+
+    def test_droop_transferred_blinks_kept(self):
+        src = np.zeros((120, K), np.float32)
+        src[::30, BLINK] = 1.0  # the target's own blinks
+        out = manipulate_reference(src, [self._drooping()], FPS)
+        open_eyes = np.flatnonzero(src[:, Blendshape.EYE_BLINK_L] == 0)
+        held = out[open_eyes[(open_eyes > 40) & (open_eyes < 80)]][:, BLINK]
+        assert np.all(held > 0.8 * DEFAULT_CLOSURE_LIMIT) and np.all(held < DEFAULT_CLOSURE_LIMIT)  # 0.7, limited
+        assert np.ptp(held) < 0.05  # the reference's own blink is not copied
+        assert np.all(out[::30, BLINK] == 1.0)  # the target's blinks still close the eye
+        off = manipulate_reference(src, [self._drooping()], FPS, ManipulateOptions(lid_closure_limit=None))
+        assert np.array_equal(off[:, BLINK], src[:, BLINK])
+
+    def test_label_targets_with_closure(self, targets):
+        src = _source(120)
+        with_lids = EmotionTargets(targets.offsets, targets.baseline_percentile, "test", lid_closure={"sad": 0.9})
+        sad = manipulate_labels(src, [EmotionSpec("sad")], FPS, targets=with_lids)
+        opened = np.flatnonzero(src[:, Blendshape.EYE_BLINK_L] < 0.5)
+        assert np.all(sad[opened][:, BLINK] > src[opened][:, BLINK] + 0.2)
+        assert np.all(sad[::30, BLINK] >= 1.0)  # blinks still close
+        happy = manipulate_labels(src, [EmotionSpec("happy")], FPS, targets=with_lids)
+        assert np.array_equal(happy[:, BLINK], src[:, BLINK])  # no closure listed for happy
+        none = manipulate_labels(src, [EmotionSpec("sad")], FPS, ManipulateOptions(lid_closure_limit=None),
+                                 targets=with_lids)
+        assert np.array_equal(none[:, BLINK], src[:, BLINK])
+
+    def test_limit_and_validation(self):
+        c = closure_over_baseline(np.full((30, 2), 1.0), np.zeros(2), FPS, limit=0.3)
+        assert np.all(c < 0.3) and np.all(c > 0.2)
+        assert np.all(closure_over_baseline(np.full((30, 2), 0.1), np.full(2, 0.2), FPS) == 0)
+        assert np.allclose(add_closure(np.array([[0.0, 1.0]]), np.array([[0.5, 0.5]])), [[0.5, 1.0]])
+        with pytest.raises(ValueError, match="lid_closure_limit"):
+            ManipulateOptions(lid_closure_limit=1.5)
+
+
 class TestManipulateReference:
     def _reference(self, t: int = 60) -> np.ndarray:
         ref = _source(t, seed=5)
@@ -338,7 +411,9 @@ class TestManipulateReference:
         # 2/3 of the reference frames are +0.8 above its own baseline
         gain = out[:, Blendshape.BROW_INNER_UP_L].mean() - neutral_baseline(src, 20)[Blendshape.BROW_INNER_UP_L]
         assert 0.3 < gain < 0.8
-        assert np.array_equal(out[:, KEPT], src[:, KEPT])
+        speech_gaze = KEPT & ~BLINK
+        assert np.array_equal(out[:, speech_gaze], src[:, speech_gaze])
+        assert np.all(out[:, BLINK] >= src[:, BLINK])  # held lid narrowing only adds
 
     def test_reference_neutral(self):
         src = _source(120)

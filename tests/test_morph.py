@@ -474,6 +474,20 @@ class TestApplyExpressionDelta:
         assert np.abs(T.inner_lip_gaps(out) - T.inner_lip_gaps(lm)).max() < 1e-3
         assert np.abs(out - lm).max() > 1.0  # the emotion part did move things
 
+    def test_blinks_follow_the_edit(self, identity, rig):
+        """Blink weights come from the edited weights (the manipulators keep the source's
+        or narrow the lids), speech from the fit."""
+        model = FaceModel(identity, rig)
+        lm = _pose().frame_from_canonical(identity)
+        fit = model.fit(lm)
+        new = fit.expression.copy()
+        new[[Blendshape.EYE_BLINK_L, Blendshape.EYE_BLINK_R]] += 0.4
+        new[Blendshape.JAW_OPEN] += 0.8  # ignored
+        out = apply_expression_delta(lm, fit, new, rig)
+        lids = list(T.GROUPS["eye_l_upper"])
+        assert np.abs(out[lids] - lm[lids]).max() > 0.5
+        assert np.abs(T.inner_lip_gaps(out) - T.inner_lip_gaps(lm)).max() < 1e-3
+
     def test_identity_edit_is_noop(self, identity, rig):
         model = FaceModel(identity, rig)
         lm = _pose().frame_from_canonical(identity)

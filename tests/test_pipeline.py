@@ -150,6 +150,23 @@ def test_cli_transfer_limit(tmp_path, sample, capsys):
     assert not (tmp_path / "o.mp4").exists()
 
 
+def test_cli_lid_closure(tmp_path, sample, capsys):
+    """--lid-closure: outside [0, 1] is refused with a one-line reason; 0 means none; the
+    value reaches the manipulator's options."""
+    from ned.cli import build_parser
+    from ned.commands._common import manipulation_spec
+
+    with pytest.raises(SystemExit) as stop:
+        main(["edit", str(sample), "-o", str(tmp_path / "o.mp4"), "--emotion", "sad", "--lid-closure", "1.5"])
+    assert stop.value.code == 2
+    assert "--lid-closure: must be in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists()
+    for text, value in (("0", None), ("0.2", 0.2)):
+        argv = ["edit", str(sample), "-o", "x.mp4", "--emotion", "sad", "--lid-closure", text]
+        args = build_parser(argv).parse_args(argv)
+        assert manipulation_spec(args).manipulate_options().lid_closure_limit == value
+
+
 def test_cli_edit_needs_a_target(tmp_path, sample, capsys):
     assert main(["edit", str(sample), "-o", str(tmp_path / "o.mp4"), "--quiet"]) == 2
     assert "--emotion" in capsys.readouterr().err

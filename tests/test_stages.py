@@ -16,7 +16,7 @@ from ned.layout import count_frame_files, load_npz
 from ned.manipulate.celeb import manipulate_celeb
 from ned.manipulate.plan import ManipulationSpec
 from ned.media import probe, read_comment
-from ned.morph.rig import KEPT_SHAPES
+from ned.morph.rig import BLINK_SHAPES, EDIT_KEPT_SHAPES, KEPT_SHAPES
 from ned.postprocess import postprocess_celeb
 from ned.preprocess import PreprocessOptions, preprocess_celeb
 from ned.sample import make_sample_clip
@@ -54,8 +54,10 @@ def test_manipulate_writes_the_renderer_inputs_and_keeps_speech(celeb):
                    "eye_landmarks_aligned"):
         assert len(list((out / folder).iterdir())) == N, folder
     f = load_npz(out / "face3d" / "000004.npz")
-    kept = [int(k) for k in KEPT_SHAPES]
+    kept = [int(k) for k in EDIT_KEPT_SHAPES]  # speech and gaze exactly; blinks may only narrow (sad)
     assert np.array_equal(f["expression"][kept], f["source_expression"][kept])
+    blinks = [int(k) for k in BLINK_SHAPES]
+    assert np.all(f["expression"][blinks] >= f["source_expression"][blinks])
     assert not np.array_equal(f["expression"], f["source_expression"])
     assert not any(p.name.startswith(".") for p in celeb.iterdir() if p.name != ".ned")
 

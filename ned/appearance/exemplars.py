@@ -40,8 +40,9 @@ import cv2
 import numpy as np
 
 from ned.labels import LabelledClip, discover_clips
-from ned.manipulate.emotions import EMOTIONS, EmotionTargets, canonical_emotion
+from ned.manipulate.emotions import EMOTIONS, EmotionTargets, canonical_emotion, without_stray_smile
 from ned.manipulate.envelope import limit_lower_face
+from ned.manipulate.lids import BLINK
 from ned.appearance.hook import detail_weight, emotion_delta
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
@@ -213,20 +214,26 @@ class ExemplarBank:
         that emotion (the most strongly expressed frames of its clips, measured from the
         actor's neutral frames), averaged over the actors, its lower/mid-face part softly
         limited to ``limit_iod`` (:func:`ned.manipulate.envelope.limit_lower_face`; None: not
-        limited). Emotions the bank lacks keep ``fallback``'s offsets (the calibrated targets).
+        limited), without lip-corner pull unless the emotion smiles
+        (:func:`ned.manipulate.emotions.without_stray_smile`). Emotions the bank lacks keep
+        ``fallback``'s offsets (the calibrated targets).
+        The held lid narrowing of an emotion is, likewise, the actors' mean of their
+        exemplars' median blink weight (the exemplars are frames of held expressions;
+        the median ignores the odd blink among them).
 
         Returns:
             :class:`EmotionTargets` with ``(K,) float32`` offsets (zero off the emotion part,
-            as every delta is).
+            as every delta is) and per-emotion lid closure.
         """
-        offsets = dict(fallback.offsets)
+        offsets, closure = dict(fallback.offsets), dict(fallback.lid_closure)
         for emotion in sorted(set(self.emotions.tolist())):
             rows = self.emotions == emotion
-            per_actor = [np.median(self.deltas[rows & (self.actors == a)], axis=0)
-                         for a in sorted(set(self.actors[rows].tolist()))]
-            offsets[emotion] = limit_lower_face(np.mean(per_actor, axis=0), limit_iod)
+            actors = [rows & (self.actors == a) for a in sorted(set(self.actors[rows].tolist()))]
+            acted = np.mean([np.median(self.deltas[r], axis=0) for r in actors], axis=0)
+            offsets[emotion] = limit_lower_face(without_stray_smile(acted, emotion), limit_iod)
+            closure[emotion] = float(np.mean([np.median(self.expressions[r][:, BLINK]) for r in actors]))
         return EmotionTargets(offsets, fallback.baseline_percentile, f"exemplar bank {self.root}",
-                              {"fallback": fallback.source})
+                              {"fallback": fallback.source}, closure)
 
     def detail_for(self, delta: np.ndarray, emotion: str | None = None, count: int = 3) -> tuple[np.ndarray | None, float]:
         """Blended detail map of the closest exemplars and how much of it the change calls for.

@@ -57,6 +57,10 @@ def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
                    help="soft limit of the lower-face motion (mouth, nose, cheeks) taken from a reference clip or an "
                         f"exemplar bank, in inter-ocular distances (default {d.transfer_limit}; 0 = no limit): "
                         "another actor's strong grimace would make the person look like somebody else")
+    g.add_argument("--lid-closure", type=_closure, default=d.lid_closure, metavar="AMOUNT",
+                   help="the most held eyelid narrowing (1 = closed) taken from a reference clip or an exemplar "
+                        f"bank, e.g. a sad actor's drooping lids (default {d.lid_closure}; 0 = none); the person's "
+                        "own blinks always stay")
     g.add_argument("--transition", type=float, default=d.transition_s,
                    help=f"seconds of crossfade between consecutive parts (default {d.transition_s})")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of every random draw (results are reproducible)")
@@ -74,7 +78,8 @@ def manipulation_spec(args: argparse.Namespace):
         args.emotions, args.references, intensity=args.intensity, transition_s=args.transition, seed=args.seed,
         reference_neutral=getattr(args, "reference_neutral", None),
         manipulator=args.manipulator, checkpoints_dir=args.checkpoints_dir, which_epoch=args.which_epoch,
-        exemplars=getattr(args, "exemplars", None), transfer_limit=args.transfer_limit)
+        exemplars=getattr(args, "exemplars", None), transfer_limit=args.transfer_limit,
+        lid_closure=args.lid_closure)
 
 
 def _limit(text: str) -> float | None:
@@ -85,6 +90,17 @@ def _limit(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number of IODs, got {text!r}") from None
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 = no limit), got {text!r}")
+    return value or None
+
+
+def _closure(text: str) -> float | None:
+    """``--lid-closure``: a number in [0, 1] (0 = None, none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (0 = none), got {text!r}")
     return value or None
 
 

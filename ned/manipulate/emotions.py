@@ -54,6 +54,8 @@ __all__ = [
     "parse_emotion",
     "parse_emotions",
     "emfacs_pattern",
+    "SMILE_SHAPES",
+    "without_stray_smile",
     "load_emotion_targets",
     "emotion_targets_path",
 ]
@@ -171,6 +173,28 @@ def emfacs_pattern(name: str) -> np.ndarray:
     return w
 
 
+#: The smile: AU12, lip corner pull. Nothing reads as happiness more surely.
+SMILE_SHAPES: tuple[Blendshape, ...] = (Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R)
+
+
+def without_stray_smile(offset: np.ndarray, name: str) -> np.ndarray:
+    """An emotion's ``(K,)`` offset without lip-corner pull unless its EMFACS prototype
+    smiles (happy, contempt): float32 copy.
+
+    The fit explains part of real actors' angry, disgusted, fearful and sad mouths (lips
+    stretched sideways, upper lip raised) with the corner pull, so the calibrated targets
+    and an exemplar bank's carry it (0.35-0.9 on the MEAD crops); rendered on its own it
+    turns the corners up, and both classifiers then see a smile. Dropped, W009's label
+    angry went from FER2013 0.13 to 0.61 (the second classifier's "happy" from 0.69 to
+    0.17) and her sad from 0.48 to 0.59, her angry with M030's bank from 0.12 to 0.61;
+    M030's label rates did not change.
+    """
+    out = np.array(offset, np.float32)
+    if not (emfacs_pattern(name)[list(SMILE_SHAPES)] > 0).any():
+        out[list(SMILE_SHAPES)] = 0.0
+    return out
+
+
 @dataclass(frozen=True)
 class EmotionTargets:
     """Per-emotion offsets of the emotion part from the actor's neutral baseline.
@@ -182,12 +206,15 @@ class EmotionTargets:
             (weight 0), the default since identities carry no held expression.
         source: where the numbers come from (a path, or "emfacs" for the fallback).
         meta: anything else recorded with them (method, actors, check results).
+        lid_closure: emotion name -> held lid narrowing in [0, 1] (blink-weight units) laid
+            over the source's blinks (:mod:`ned.manipulate.lids`); emotions not listed: none.
     """
 
     offsets: dict[str, np.ndarray]
     baseline_percentile: float | None
     source: str
     meta: dict = field(default_factory=dict)
+    lid_closure: dict[str, float] = field(default_factory=dict)
 
     def offset(self, name: str) -> np.ndarray:
         """(K,) offset of an emotion (zeros for neutral).
@@ -203,6 +230,10 @@ class EmotionTargets:
                              "`python scripts/calibrate_emotions.py`")
         return self.offsets[key]
 
+    def closure(self, name: str) -> float:
+        """Held lid narrowing of an emotion (0 when the targets carry none)."""
+        return float(self.lid_closure.get(canonical_emotion(name), 0.0))
+
 
 def emotion_targets_path() -> Path:
     """Path of the packaged ``emotion_targets.json``."""
@@ -211,6 +242,9 @@ def emotion_targets_path() -> Path:
 
 def targets_from_json(data: dict, source: str) -> EmotionTargets:
     """Build :class:`EmotionTargets` from the JSON layout written by the calibration script.
+
+    The file keeps the calibration's geometric fit; emotions that do not smile lose its
+    lip-corner pull here (:func:`without_stray_smile`).
 
     Raises:
         ModelFileError: when a blendshape name is unknown or a field is missing.
@@ -224,14 +258,17 @@ def targets_from_json(data: dict, source: str) -> EmotionTargets:
             for shape, value in weights.items():
                 w[Blendshape[shape]] = float(value)
             w[~emo_mask] = 0.0
-            offsets[canonical_emotion(name)] = w
+            offsets[canonical_emotion(name)] = without_stray_smile(w, name)
         raw = data["baseline_percentile"]
         percentile = None if raw is None else float(raw)
-    except (KeyError, InputError) as err:
+        closure = {canonical_emotion(name): float(v) for name, v in data.get("lid_closure", {}).items()}
+    except (KeyError, InputError, TypeError, ValueError) as err:
         raise ModelFileError(f"{source}: not an emotion-targets file ({err}); rerun "
                              "`python scripts/calibrate_emotions.py`") from err
-    meta = {k: v for k, v in data.items() if k not in ("targets",)}
-    return EmotionTargets(offsets, percentile, source, meta)
+    if not all(0.0 <= v <= 1.0 for v in closure.values()):
+        raise ModelFileError(f"{source}: lid_closure values must be in [0, 1]; rerun `python scripts/calibrate_emotions.py`")
+    meta = {k: v for k, v in data.items() if k not in ("targets", "lid_closure")}
+    return EmotionTargets(offsets, percentile, source, meta, closure)
 
 
 @functools.lru_cache(maxsize=4)

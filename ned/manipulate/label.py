@@ -22,7 +22,8 @@ and target segments ``[(emotion, intensity), ...]``:
    source exactly, 1 the target, up to 1.5 extrapolates; results are clipped to the
    rig's bounds. "neutral" has a zero offset, so it removes the actor's own expression.
 5. speech shapes and blinks (:data:`ned.morph.rig.KEPT_SHAPES`) are copied from the
-   source unchanged, always.
+   source unchanged, always; targets that carry a held lid narrowing (an exemplar bank's)
+   lay it over the blinks (:func:`ned.manipulate.lids.narrow_lids`), scaled like the rest.
 
 Deterministic: no randomness is drawn (``seed`` is recorded for provenance only).
 """
@@ -38,6 +39,7 @@ import numpy as np
 from ned.errors import InputError
 from ned.manipulate.emotions import MAX_INTENSITY, EmotionSpec, EmotionTargets, load_emotion_targets
 from ned.manipulate.envelope import DEFAULT_TRANSFER_LIMIT_IOD
+from ned.manipulate.lids import BLINK, DEFAULT_CLOSURE_LIMIT, narrow_lids, soft_limit
 from ned.morph.rig import EMOTION_SHAPES, Rig, load_rig, shape_mask
 from ned.types import check_array
 
@@ -75,6 +77,9 @@ class ManipulateOptions:
             actor (a reference clip, an exemplar bank's targets;
             :func:`ned.manipulate.envelope.limit_lower_face`); None: no limit. The calibrated
             targets of label mode are not limited.
+        lid_closure_limit: the most held lid narrowing (blink-weight units, in (0, 1]) taken
+            from a reference or an exemplar bank's targets on top of the target's own blinks
+            (:mod:`ned.manipulate.lids`); None: none (the eyes open as in the source).
     """
 
     intensity: float = 1.0
@@ -84,6 +89,7 @@ class ManipulateOptions:
     dynamics_window_s: float = 1.0
     seed: int = 0
     transfer_limit_iod: float | None = DEFAULT_TRANSFER_LIMIT_IOD
+    lid_closure_limit: float | None = DEFAULT_CLOSURE_LIMIT
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.intensity <= MAX_INTENSITY:
@@ -100,6 +106,8 @@ class ManipulateOptions:
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if self.transfer_limit_iod is not None and not self.transfer_limit_iod > 0:
             raise ValueError(f"transfer_limit_iod must be > 0 or None, got {self.transfer_limit_iod}")
+        if self.lid_closure_limit is not None and not 0 < self.lid_closure_limit <= 1:
+            raise ValueError(f"lid_closure_limit must be in (0, 1] or None, got {self.lid_closure_limit}")
 
 
 def segment_weights(num_frames: int, num_segments: int, fps: float, transition_s: float) -> np.ndarray:
@@ -253,4 +261,9 @@ def manipulate_labels(
     weights = segment_weights(len(src), len(segments), fps, options.transition_s)
     logger.debug("label manipulation: %s, baseline %s", [str(s) for s in segments],
                  "zero" if pct is None else f"p{pct:g}")
-    return blend_towards(src, goals, weights, intensities, rig)
+    out = blend_towards(src, goals, weights, intensities, rig)
+    closures = soft_limit([targets.closure(seg.name) for seg in segments], options.lid_closure_limit)
+    if not closures.any():
+        return out
+    held = (weights * np.asarray(intensities) * closures[None, :]).sum(1)
+    return narrow_lids(out, src, np.repeat(held[:, None], int(BLINK.sum()), axis=1), rig)

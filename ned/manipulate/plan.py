@@ -19,6 +19,7 @@ import numpy as np
 from ned.errors import InputError, ModelFileError
 from ned.manipulate.emotions import EmotionSpec, EmotionTargets, load_emotion_targets, parse_emotions
 from ned.manipulate.envelope import DEFAULT_TRANSFER_LIMIT_IOD
+from ned.manipulate.lids import DEFAULT_CLOSURE_LIMIT
 from ned.manipulate.label import MIN_FRAMES, ManipulateOptions, manipulate_labels, segment_weights
 from ned.manipulate.reference import manipulate_reference
 
@@ -46,6 +47,8 @@ class ManipulationSpec:
             targets (:meth:`ned.appearance.exemplars.ExemplarBank.emotion_targets`).
         transfer_limit: soft limit (IOD) of the lower/mid-face motion taken from a reference
             clip or an exemplar bank (:mod:`ned.manipulate.envelope`); None: no limit.
+        lid_closure: the most held lid narrowing (blink-weight units, (0, 1]) taken from a
+            reference clip or an exemplar bank (:mod:`ned.manipulate.lids`); None: none.
     """
 
     segments: tuple[EmotionSpec, ...] = (EmotionSpec("happy"),)
@@ -59,6 +62,7 @@ class ManipulationSpec:
     which_epoch: int | None = None
     exemplars: Path | None = None
     transfer_limit: float | None = DEFAULT_TRANSFER_LIMIT_IOD
+    lid_closure: float | None = DEFAULT_CLOSURE_LIMIT
 
     def __post_init__(self) -> None:
         self.manipulate_options()
@@ -81,7 +85,7 @@ class ManipulationSpec:
 
     def manipulate_options(self) -> ManipulateOptions:
         return ManipulateOptions(intensity=self.intensity, transition_s=self.transition_s, seed=self.seed,
-                                 transfer_limit_iod=self.transfer_limit)
+                                 transfer_limit_iod=self.transfer_limit, lid_closure_limit=self.lid_closure)
 
     def describe(self) -> str:
         """Human-readable request, e.g. ``happy, angry:0.5`` or ``reference ref.mp4``."""

@@ -1,7 +1,8 @@
 """The training-free, reference-driven manipulator: act like another clip.
 
 The reference actor's *emotion part relative to its own neutral* is transferred onto the
-target actor's neutral baseline; the target's speech and blinks stay. For each
+target actor's neutral baseline; the target's speech and blinks stay, with the reference's
+held lid narrowing laid over the blinks (:mod:`ned.manipulate.lids`). For each
 reference clip (one per segment, as with several labels):
 
 1. the reference's neutral baseline is its face model's neutral (weight 0: its identity
@@ -39,6 +40,7 @@ import numpy as np
 from ned.errors import InputError
 from ned.manipulate.emotions import MAX_INTENSITY
 from ned.manipulate.envelope import limit_lower_face
+from ned.manipulate.lids import BLINK, closure_over_baseline, narrow_lids
 from ned.manipulate.label import (
     ManipulateOptions,
     _check_source,
@@ -175,7 +177,7 @@ def manipulate_reference(
     weights = segment_weights(len(src), n, fps, options.transition_s)
     window = int(round(options.dynamics_window_s * fps))
     _, fast = split_dynamics(src, window)
-    goals = []
+    goals, closures = [], []
     for s, (ref, neu) in enumerate(zip(references, neutrals)):
         ref = np.asarray(ref)
         check_array(ref, f"T {rig.num_shapes}", name=f"reference {s}")
@@ -191,9 +193,12 @@ def manipulate_reference(
             slow, _ = split_dynamics(relative, window)
             relative = np.where(_MOUTH, slow, relative)
         relative = limit_lower_face(relative, options.transfer_limit_iod, rig)
+        closure = closure_over_baseline(ref[:, BLINK], base_ref[BLINK], fps, options.lid_closure_limit)
         # the segment's own frames read the reference from its start; the crossfade
         # margins before/after simply continue the mapping
         pos = reference_positions(len(src), s, n, len(ref), time_mode)
         goals.append(base_target[None, :] + _sample(relative, pos) + options.keep_dynamics * fast * _MOUTH)
+        closures.append(_sample(closure, pos))
     logger.debug("reference manipulation: %d reference(s), baseline %s", n, "zero" if pct is None else f"p{pct:g}")
-    return blend_towards(src, goals, weights, alphas, rig)
+    held = sum(weights[:, s, None] * alphas[s] * closures[s] for s in range(n))
+    return narrow_lids(blend_towards(src, goals, weights, alphas, rig), src, held, rig)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ned.morph.rig import KEPT_SHAPES, Blendshape, Rig, load_rig, shape_mask
+from ned.morph.rig import EDIT_KEPT_SHAPES, Blendshape, Rig, load_rig, shape_mask
 from ned.morph.topology import NUM_VERTICES, Topology, eye_corner_centres, inner_lip_gaps, load_topology
 from ned.types import check_array
 
@@ -634,7 +634,7 @@ def apply_expression_delta(
     fit: FaceFit | FaceFits,
     new_expression: np.ndarray,
     rig: Rig | None = None,
-    keep: tuple = KEPT_SHAPES,
+    keep: tuple = EDIT_KEPT_SHAPES,
 ) -> np.ndarray:
     """Edit tracked landmarks by the rig difference of two weight vectors.
 

@@ -40,6 +40,7 @@ __all__ = [
     "FACS_UNITS",
     "SPEECH_SHAPES",
     "BLINK_SHAPES",
+    "EDIT_KEPT_SHAPES",
     "GAZE_SHAPES",
     "KEPT_SHAPES",
     "EMOTION_SHAPES",
@@ -115,6 +116,10 @@ BLINK_SHAPES: tuple[Blendshape, ...] = (Blendshape.EYE_BLINK_L, Blendshape.EYE_B
 GAZE_SHAPES: tuple[Blendshape, ...] = (Blendshape.EYES_LOOK_UP,)
 #: Copied from the source by every manipulator: speech, blinks and gaze.
 KEPT_SHAPES: tuple[Blendshape, ...] = SPEECH_SHAPES + BLINK_SHAPES + GAZE_SHAPES
+#: What edited landmarks take from the fit whatever the edited weights say: speech and
+#: gaze. Blinks come from the edited weights, where the manipulators keep the source's
+#: and may lay a reference's held lid narrowing over them (:mod:`ned.manipulate.lids`).
+EDIT_KEPT_SHAPES: tuple[Blendshape, ...] = SPEECH_SHAPES + GAZE_SHAPES
 EMOTION_SHAPES: tuple[Blendshape, ...] = tuple(b for b in Blendshape if b not in KEPT_SHAPES)
 #: Emotion shapes around the mouth: they also move with speech (a talking face's lip
 #: corners stretch and pull at syllable rate), so their fast motion belongs to the speaker.
