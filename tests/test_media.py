@@ -498,8 +498,12 @@ class TestVideoWriter:
         out = tmp_path / "out.mp4"
         script = textwrap.dedent(
             f"""
+            import signal
             import numpy as np
             from ned.media import VideoWriter
+            # a job started in the background (CI, `cmd &`) inherits SIGINT ignored, and
+            # Python then installs no KeyboardInterrupt handler: install it as a terminal would
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             frame = np.zeros((64, 64, 3), np.uint8)
             with VideoWriter({str(out)!r}, width=64, height=64, fps=25) as writer:
                 for i in range(10_000_000):
