@@ -1,4 +1,4 @@
-"""Held lid narrowing taken from another actor: the part of the eye-blink weights that is held.
+"""Held lid narrowing: the part of the eye-blink weights that is held, not blinked.
 
 Blinks are kept from the source (:data:`ned.morph.rig.BLINK_SHAPES`), so an edit never
 adds or removes one. But actors also narrow their eyes for seconds at a time, and the
@@ -6,7 +6,9 @@ fit puts that into the same weights: on the MEAD crops the median blink weight o
 sad clip is 0.84 (0.02 neutral), of his disgusted 0.53, happy 0.35, angry 0.27; W009's
 sad 0.33. Drooping upper lids are much of what makes a face read as sad or tired, and
 narrowed eyes belong to a real smile and to disgust; discarding them leaves wide-open
-eyes in a frowning face.
+eyes in a frowning face. The narrowing comes from a reference clip
+(:func:`ned.manipulate.reference.manipulate_reference`), an exemplar bank's or the
+calibrated label targets (:attr:`ned.manipulate.emotions.EmotionTargets.lid_closure`).
 
 :func:`held_closure` separates the held part from the blinks (a blink lasts 0.1-0.4 s):
 a running 20th percentile over 0.8 s, then a moving average of the same length.
@@ -29,7 +31,7 @@ from scipy.ndimage import percentile_filter, uniform_filter1d
 
 from ned.morph.rig import BLINK_SHAPES, Rig, shape_mask
 
-__all__ = ["DEFAULT_CLOSURE_LIMIT", "HOLD_WINDOW_S", "held_closure", "soft_limit", "closure_over_baseline",
+__all__ = ["BLINK", "DEFAULT_CLOSURE_LIMIT", "HOLD_WINDOW_S", "held_closure", "soft_limit", "closure_over_baseline",
            "add_closure", "narrow_lids"]
 
 #: at most this much held closure (blink-weight units, 1 = closed) is taken from a reference
@@ -37,6 +39,7 @@ DEFAULT_CLOSURE_LIMIT = 0.3
 #: window that separates held narrowing from blinks, seconds
 HOLD_WINDOW_S = 0.8
 _PERCENTILE = 20.0
+#: ``(K,) bool`` the blink columns of a weight vector
 BLINK = shape_mask(BLINK_SHAPES)
 
 
