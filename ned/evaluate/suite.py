@@ -118,14 +118,14 @@ def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE
             for ref in [r for r in refs if r.actor != actor and r.emotion == emotion][:1]:
                 out = out_dir / actor / f"ref_{emotion}_{ref.actor}.mp4"
                 ref_neutral = next((r for r in refs if r.actor == ref.actor and r.emotion == "neutral"), None)
-                neutral = analyse_clip(ref_neutral.path, base.track, quiet=quiet, what="reference neutral") \
+                calm = analyse_clip(ref_neutral.path, base.track, quiet=quiet, what="reference neutral") \
                     if ref_neutral is not None else None
                 ref_analysis = analyse_clip(ref.path, base.track, quiet=quiet, what="reference",
-                                            identity=neutral.model.identity if neutral is not None else None)
+                                            identity=calm.model.identity if calm is not None else None)
                 spec = ManipulationSpec.from_strings(references=[ref.path],
                                                      reference_neutral=ref_neutral.path if ref_neutral else None)
                 edit_analysed(analysis, src.path, out, dataclasses.replace(base, manipulation=spec), [ref_analysis],
-                              reference_neutral=neutral)
+                              reference_neutral=calm)
                 rows.append(_edit_row(actor, emotion, "reference", src.path, out, str(ref.path)))
     return rows
 
