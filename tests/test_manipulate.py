@@ -346,6 +346,34 @@ class TestNoStraySmile:
         assert np.array_equal(without_stray_smile(offset, "happy"), offset)
 
 
+class TestNamedReferenceEmotion:
+    def _angry_with_pull(self) -> np.ndarray:
+        ref = np.zeros((60, K), np.float32)
+        ref[:, [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]] = 0.5
+        ref[:, Blendshape.BROW_DOWN_L] = 0.8
+        return ref
+
+    def test_named_emotion_drops_the_pull(self):
+        src = np.zeros((90, K), np.float32)
+        pull = [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]
+        plain = manipulate_reference(src, [self._angry_with_pull()], FPS)
+        angry = manipulate_reference(src, [self._angry_with_pull()], FPS, emotions=["angry"])
+        happy = manipulate_reference(src, [self._angry_with_pull()], FPS, emotions=["happy"])
+        assert plain[45, pull].min() > 0.4 and np.array_equal(happy, plain)
+        assert np.all(angry[:, pull] == 0) and angry[45, Blendshape.BROW_DOWN_L] == pytest.approx(0.8, abs=1e-5)
+        with pytest.raises(ValueError, match="emotions"):
+            manipulate_reference(src, [self._angry_with_pull()], FPS, emotions=["angry", "sad"])
+
+    def test_plan_passes_the_named_emotion(self):
+        from ned.manipulate.plan import ManipulationSpec, plan_expressions
+
+        src = np.zeros((90, K), np.float32)
+        pull = [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]
+        named = plan_expressions(src, ManipulationSpec.from_strings(["angry"], ["ref.mp4"]), [self._angry_with_pull()], FPS)
+        bare = plan_expressions(src, ManipulationSpec.from_strings([], ["ref.mp4"]), [self._angry_with_pull()], FPS)
+        assert np.all(named[:, pull] == 0) and bare[45, pull].min() > 0.4
+
+
 class TestLidClosure:
     """A reference's held lid narrowing reaches the target; its blinks and the target's stay."""
 

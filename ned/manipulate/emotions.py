@@ -178,8 +178,8 @@ SMILE_SHAPES: tuple[Blendshape, ...] = (Blendshape.LIP_CORNER_PULL_L, Blendshape
 
 
 def without_stray_smile(offset: np.ndarray, name: str) -> np.ndarray:
-    """An emotion's ``(K,)`` offset without lip-corner pull unless its EMFACS prototype
-    smiles (happy, contempt): float32 copy.
+    """An emotion's ``(..., K)`` offsets or motion without lip-corner pull unless its EMFACS
+    prototype smiles (happy, contempt): float32 copy.
 
     The fit explains part of real actors' angry, disgusted, fearful and sad mouths (lips
     stretched sideways, upper lip raised) with the corner pull, so the calibrated targets
@@ -191,7 +191,7 @@ def without_stray_smile(offset: np.ndarray, name: str) -> np.ndarray:
     """
     out = np.array(offset, np.float32)
     if not (emfacs_pattern(name)[list(SMILE_SHAPES)] > 0).any():
-        out[list(SMILE_SHAPES)] = 0.0
+        out[..., list(SMILE_SHAPES)] = 0.0
     return out
 
 

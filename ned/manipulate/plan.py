@@ -33,7 +33,9 @@ class ManipulationSpec:
     Attributes:
         segments: target emotions, one per consecutive equal part of the clip (label mode).
         references: reference clips (reference mode; several split the clip like labels);
-            when given, ``segments`` only carry their intensities (or are empty).
+            when given, ``segments`` are empty or one emotion: the one the references act,
+            whose intensity applies to each and which, when it does not smile, drops their
+            lip-corner pull (:func:`ned.manipulate.emotions.without_stray_smile`).
         reference_neutral: optional neutral clip of the reference actor (its baseline).
         intensity: global intensity multiplier in [0, 1.5] (0 leaves the clip unchanged).
         transition_s: crossfade between consecutive segments, seconds (>= 0).
@@ -203,8 +205,10 @@ def plan_expressions(source: np.ndarray, spec: ManipulationSpec, references: Seq
         learned = sum(weights[:, s, None] * o for s, o in enumerate(outs))
         out = filled + spec.intensity * (learned - filled)
     elif refs:
-        intensities = [s.intensity for s in spec.segments] * len(refs) if len(spec.segments) == 1 else None
-        out = manipulate_reference(filled, refs, fps, options, intensities=intensities)
+        named = len(spec.segments) == 1  # "--ref clip --emotion angry": the reference acts angry
+        intensities = [spec.segments[0].intensity] * len(refs) if named else None
+        emotions = [spec.segments[0].name] * len(refs) if named else None
+        out = manipulate_reference(filled, refs, fps, options, intensities=intensities, emotions=emotions)
     else:
         out = manipulate_labels(filled, spec.segments, fps, options, spec.label_targets())
     out = np.asarray(out, np.float32)

@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from ned.errors import InputError
-from ned.manipulate.emotions import MAX_INTENSITY
+from ned.manipulate.emotions import MAX_INTENSITY, without_stray_smile
 from ned.manipulate.envelope import limit_lower_face
 from ned.manipulate.lids import BLINK, closure_over_baseline, narrow_lids
 from ned.manipulate.label import (
@@ -130,6 +130,7 @@ def manipulate_reference(
     *,
     intensities: Sequence[float] | None = None,
     reference_neutral: Sequence[np.ndarray | None] | None = None,
+    emotions: Sequence[str | None] | None = None,
     time_mode: str = "loop",
     rig: Rig | None = None,
 ) -> np.ndarray:
@@ -144,6 +145,9 @@ def manipulate_reference(
         intensities: per-reference intensity in [0, 1.5] (default 1 each).
         reference_neutral: per reference, optional (T_n, K) weights of a neutral clip of
             the same reference actor (its baseline), or None.
+        emotions: per reference, the emotion it acts when the user names it, or None: a
+            named emotion that does not smile drops the reference's lip-corner pull
+            (:func:`ned.manipulate.emotions.without_stray_smile`).
         time_mode: see :func:`time_map`.
         rig: default the packaged rig.
 
@@ -169,6 +173,9 @@ def manipulate_reference(
     neutrals = list(reference_neutral) if reference_neutral is not None else [None] * n
     if len(neutrals) != n:
         raise ValueError(f"reference_neutral: expected {n} entries, got {len(neutrals)}")
+    named = list(emotions) if emotions is not None else [None] * n
+    if len(named) != n:
+        raise ValueError(f"emotions: expected {n} entries, got {len(named)}")
     alphas = [a * options.intensity for a in intensities]
     if not any(alphas):
         return np.asarray(src, np.float32).copy()
@@ -178,7 +185,7 @@ def manipulate_reference(
     window = int(round(options.dynamics_window_s * fps))
     _, fast = split_dynamics(src, window)
     goals, closures = [], []
-    for s, (ref, neu) in enumerate(zip(references, neutrals)):
+    for s, (ref, neu, emotion) in enumerate(zip(references, neutrals, named)):
         ref = np.asarray(ref)
         check_array(ref, f"T {rig.num_shapes}", name=f"reference {s}")
         if len(ref) == 0 or not np.isfinite(ref).all():
@@ -192,6 +199,8 @@ def manipulate_reference(
         if options.keep_dynamics > 0:  # around the mouth: the reference's slow expression only
             slow, _ = split_dynamics(relative, window)
             relative = np.where(_MOUTH, slow, relative)
+        if emotion is not None:
+            relative = without_stray_smile(relative, emotion)
         relative = limit_lower_face(relative, options.transfer_limit_iod, rig)
         closure = closure_over_baseline(ref[:, BLINK], base_ref[BLINK], fps, options.lid_closure_limit)
         # the segment's own frames read the reference from its start; the crossfade
