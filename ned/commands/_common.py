@@ -60,9 +60,9 @@ def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
                         f"exemplar bank, in inter-ocular distances (default {d.transfer_limit}; 0 = no limit): "
                         "another actor's strong grimace would make the person look like somebody else")
     g.add_argument("--lid-closure", type=_closure, default=d.lid_closure, metavar="AMOUNT",
-                   help="the most held eyelid narrowing (1 = closed) taken from a reference clip or an exemplar "
-                        f"bank, e.g. a sad actor's drooping lids (default {d.lid_closure}; 0 = none); the person's "
-                        "own blinks always stay")
+                   help="the most held eyelid narrowing (1 = closed) an edit adds: the emotion's calibrated one, a "
+                        f"reference clip's or an exemplar bank's, e.g. drooping lids in sadness (default "
+                        f"{d.lid_closure}; 0 = none); the person's own blinks always stay")
     g.add_argument("--transition", type=float, default=d.transition_s,
                    help=f"seconds of crossfade between consecutive parts (default {d.transition_s})")
     g.add_argument("--seed", type=int, default=d.seed, help="seed of every random draw (results are reproducible)")

@@ -22,8 +22,9 @@ and target segments ``[(emotion, intensity), ...]``:
    source exactly, 1 the target, up to 1.5 extrapolates; results are clipped to the
    rig's bounds. "neutral" has a zero offset, so it removes the actor's own expression.
 5. speech shapes and blinks (:data:`ned.morph.rig.KEPT_SHAPES`) are copied from the
-   source unchanged, always; targets that carry a held lid narrowing (an exemplar bank's)
-   lay it over the blinks (:func:`ned.manipulate.lids.narrow_lids`), scaled like the rest.
+   source unchanged, always; the targets' held lid narrowing (calibrated or an exemplar
+   bank's) is laid over the blinks (:func:`ned.manipulate.lids.narrow_lids`), scaled like
+   the rest.
 
 Deterministic: no randomness is drawn (``seed`` is recorded for provenance only).
 """
@@ -77,9 +78,9 @@ class ManipulateOptions:
             actor (a reference clip, an exemplar bank's targets;
             :func:`ned.manipulate.envelope.limit_lower_face`); None: no limit. The calibrated
             targets of label mode are not limited.
-        lid_closure_limit: the most held lid narrowing (blink-weight units, in (0, 1]) taken
-            from a reference or an exemplar bank's targets on top of the target's own blinks
-            (:mod:`ned.manipulate.lids`); None: none (the eyes open as in the source).
+        lid_closure_limit: the most held lid narrowing (blink-weight units, in (0, 1]) laid
+            over the target's own blinks, from the targets (calibrated or an exemplar bank's)
+            or a reference (:mod:`ned.manipulate.lids`); None: none (the eyes as in the source).
     """
 
     intensity: float = 1.0

@@ -49,8 +49,9 @@ class ManipulationSpec:
             targets (:meth:`ned.appearance.exemplars.ExemplarBank.emotion_targets`).
         transfer_limit: soft limit (IOD) of the lower/mid-face motion taken from a reference
             clip or an exemplar bank (:mod:`ned.manipulate.envelope`); None: no limit.
-        lid_closure: the most held lid narrowing (blink-weight units, (0, 1]) taken from a
-            reference clip or an exemplar bank (:mod:`ned.manipulate.lids`); None: none.
+        lid_closure: the most held lid narrowing (blink-weight units, (0, 1]) an edit adds:
+            the emotion's calibrated one, a reference clip's or an exemplar bank's
+            (:mod:`ned.manipulate.lids`); None: none.
     """
 
     segments: tuple[EmotionSpec, ...] = (EmotionSpec("happy"),)
