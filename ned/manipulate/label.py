@@ -40,7 +40,7 @@ import numpy as np
 from ned.errors import InputError
 from ned.manipulate.emotions import MAX_INTENSITY, EmotionSpec, EmotionTargets, load_emotion_targets
 from ned.manipulate.envelope import DEFAULT_TRANSFER_LIMIT_IOD
-from ned.manipulate.lids import BLINK, DEFAULT_CLOSURE_LIMIT, narrow_lids, soft_limit
+from ned.manipulate.lids import DEFAULT_CLOSURE_LIMIT, narrow_lids, soft_limit
 from ned.morph.rig import EMOTION_SHAPES, Rig, load_rig, shape_mask
 from ned.types import check_array
 
@@ -262,9 +262,6 @@ def manipulate_labels(
     weights = segment_weights(len(src), len(segments), fps, options.transition_s)
     logger.debug("label manipulation: %s, baseline %s", [str(s) for s in segments],
                  "zero" if pct is None else f"p{pct:g}")
-    out = blend_towards(src, goals, weights, intensities, rig)
     closures = soft_limit([targets.closure(seg.name) for seg in segments], options.lid_closure_limit)
-    if not closures.any():
-        return out
-    held = (weights * np.asarray(intensities) * closures[None, :]).sum(1)
-    return narrow_lids(out, src, np.repeat(held[:, None], int(BLINK.sum()), axis=1), rig)
+    held = (weights * np.asarray(intensities) * closures[None, :]).sum(1, keepdims=True)  # (T, 1): both eyes
+    return narrow_lids(blend_towards(src, goals, weights, intensities, rig), src, held, rig)

@@ -113,13 +113,14 @@ def narrow_lids(edited: np.ndarray, source: np.ndarray, closure: np.ndarray, rig
     Args:
         edited: ``(T, K) float32`` edited weights (their blink columns are the source's).
         source: ``(T, K)`` the source weights.
-        closure: ``(T, B)`` closure per frame (already weighted by segment and intensity).
+        closure: ``(T, B)`` closure per frame and eye, or ``(T, 1)`` for both eyes alike
+            (already weighted by segment and intensity).
         rig: for the bounds.
 
     Returns:
         ``edited``; rows without closure keep the source's blinks bit for bit.
     """
-    held = np.clip(np.asarray(closure, np.float64), 0.0, 1.0)
+    held = np.clip(np.broadcast_to(np.asarray(closure, np.float64), (len(edited), int(BLINK.sum()))), 0.0, 1.0)
     rows = (held > 0).any(1)
     lids = add_closure(np.asarray(source)[rows][:, BLINK], held[rows])
     edited[np.ix_(rows, BLINK)] = np.clip(lids, rig.lower[BLINK], rig.upper[BLINK])

@@ -640,8 +640,9 @@ def apply_expression_delta(
 
     ``out = landmarks + scale * R @ (rig(new) - rig(old))``: everything the rig does not
     model (residual detail, the exact lip motion) stays as tracked. Weights of ``keep``
-    (speech and blinks) are taken from ``fit`` whatever ``new_expression`` says, so the
-    inner-lip aperture is unchanged exactly. Iris points (478-point input) follow their
+    (speech and gaze) are taken from ``fit`` whatever ``new_expression`` says, so the
+    inner-lip aperture is unchanged exactly; blinks follow ``new_expression`` (the
+    manipulators keep the source's, plus any held lid narrowing). Iris points (478-point input) follow their
     eye's corners (:func:`iris_follow`): opening the lids leaves the pupils in place.
 
     Args:
