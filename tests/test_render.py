@@ -594,10 +594,11 @@ class TestUnalign:
 
 
 # --------------------------------------------------------------------------- eyes opening wider
-def _eye_scene(closed: bool = False):
+def _eye_scene(closed: bool = False, gaze: float = 0.0):
     """A face mesh laid out in a 512 px image with painted eyes: white openings, a dark iris
-    whose top is hidden by the upper lid; returns image, 478 source landmarks, the face
-    topology and the iris circle ``(x, y, r)`` of the person's right eye."""
+    whose top is hidden by the upper lid, ``gaze`` x the eye's width right of its middle;
+    returns image, 478 source landmarks, the face topology and the iris circle ``(x, y, r)``
+    of the person's right eye."""
     from ned.morph.topology import GROUPS, load_topology
 
     topo = load_topology()
@@ -612,7 +613,7 @@ def _eye_scene(closed: bool = False):
         opening = np.zeros((512, 512), np.uint8)
         cv2.fillPoly(opening, [np.round(contour * 16).astype(np.int32)], 1, shift=4)
         top, bottom = pts[list(GROUPS[up]), 1].min(), pts[list(GROUPS[lo]), 1].max()
-        cx = pts[list(GROUPS[up]), 0].mean()
+        cx = pts[list(GROUPS[up]), 0].mean() + gaze * np.ptp(pts[list(GROUPS[up]), 0])
         r = 0.7 * (bottom - top)
         cy = bottom - r * 0.8  # the iris reaches above the upper lid: its top is hidden
         eye = np.full((512, 512, 3), 245, np.uint8)
@@ -664,6 +665,32 @@ def test_raised_lids_uncover_the_eye_instead_of_stretching_it():
     inside = cv2.dilate(inside, np.ones((3, 3), np.uint8))
     assert (on != off).any(axis=2)[inside == 0].sum() == 0
     assert (on != off).any()
+
+
+def test_iris_near_a_corner_leaves_white_beside_it():
+    from ned.morph.topology import GROUPS
+
+    img, src, topo, (cx, cy, r) = _eye_scene(gaze=0.22)
+    upper = src[list(GROUPS["eye_r_upper"]), :2]
+    corner_x = upper[:, 0].max()
+    assert corner_x - (cx + r) < 0.3 * np.ptp(upper[:, 0])  # little white between iris and corner
+    dst = _raise_upper_lids(src, 10.0)
+    out = WarpRenderer(topo.triangles, topo.group("face_oval"), RenderOptions(map_step=1), n_points=468).render(
+        img, src, dst).frame
+    order = np.argsort(upper[:, 0])
+    x = int(round(0.5 * (cx + r + corner_x)))  # between the iris and the corner
+    lid_y = float(np.interp(x, upper[order, 0], upper[order, 1]))
+    # the band the raised lid uncovers there shows white, not the iris read from beside it
+    column = out[int(lid_y) - 6:int(lid_y) - 1, x]
+    assert column.mean() > 200, column
+    # and no streak of iris along the raised lid, above the white it uncovered
+    raised = dst[list(GROUPS["eye_r_upper"]), :2][order]
+    for x in range(int(cx - r), int(corner_x) - 2):
+        new_lid, old_lid = (float(np.interp(x, upper[order, 0], c[:, 1])) for c in (raised, upper[order]))
+        if old_lid - new_lid < 4 or abs(x - cx) < r:  # nothing uncovered / the iris's own column
+            continue
+        band = out[int(np.ceil(new_lid)) + 1:int(old_lid) - 1, x]
+        assert band.mean(axis=1).min() > 200, (x, band.mean(axis=1))
 
 
 def test_closed_eyes_keep_the_plain_warp():

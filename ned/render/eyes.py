@@ -13,8 +13,15 @@ inside each edited opening:
   the source mirrored about the upper lid margin instead: the strip just below the lid
   continues above it, as the hidden part of the eyeball would; with the iris circles
   known (MediaPipe's iris points), uncovered pixels outside the iris read the white
-  beside the iris, so the iris stays round and white shows above it. The same holds at
-  the lower lid. A small margin keeps lashes out of the mirror.
+  beside the iris, so the iris stays round and white shows above it (on the other side of
+  the iris when it is too near a corner). The same holds at the lower lid. A small margin
+  keeps lashes out of the mirror;
+- along the edited lid line the plain warp stays (it brings the lid margin, lashes and
+  waterline), but where that margin lies on the iris in the source while the eyeball
+  behind is white, the margin beside the iris is taken; and the hand-over from the margin
+  to the eyeball switches rather than blends where the two reads are far apart (a blended
+  map samples whatever lies between them). Before, both drew thin iris-coloured or
+  catchlight streaks along a raised lid.
 
 Eyes that are (nearly) closed in the source, where there is no eye to mirror, keep the
 plain warp. Only the map changes, so the RGB and the YUV-plane render paths share it.
@@ -41,6 +48,10 @@ LID_MARGIN_IOD = 0.012
 EDGE_BAND_IOD = 0.015
 #: a source eye opening (mean lid distance) below this is treated as closed, IOD
 MIN_OPENING_IOD = 0.035
+#: white is read at least this many iris radii beside the iris centre
+BESIDE_IRIS = 1.25
+#: reads further apart than this (pixels) are not blended in the hand-over band
+FAR_READ_PX = 2.0
 
 
 def _lid_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +71,43 @@ def iris_circles(landmarks: np.ndarray) -> np.ndarray | None:
         radius = np.linalg.norm(landmarks[start + 1:start + 5, :2] - centre, axis=1).mean()
         out.append([centre[0], centre[1], radius])
     return np.array(out)
+
+
+def _beside_iris(x: np.ndarray, circle: np.ndarray, ux: np.ndarray) -> np.ndarray:
+    """Columns ``x`` moved beside the iris ``circle`` ``(x, y, r)``: at least :data:`BESIDE_IRIS` r from
+    its centre, on their own side unless the iris is too near that corner (then on the
+    other), within the middle 70 % of the eye's width (lid curve xs ``ux``)."""
+    cx, r = float(circle[0]), float(circle[2])
+    low, high = ux[0] + 0.15 * (ux[-1] - ux[0]), ux[-1] - 0.15 * (ux[-1] - ux[0])
+    side = np.where(x >= cx, 1.0, -1.0)
+    nearest = cx + side * BESIDE_IRIS * r
+    side = np.where((nearest < low) | (nearest > high), -side, side)
+    return np.clip(cx + side * np.maximum(np.abs(x - cx), BESIDE_IRIS * r), low, high)
+
+
+def _margin_beside_iris(source: np.ndarray, eye_x: np.ndarray, eye_y: np.ndarray, circle: np.ndarray,
+                        upper: tuple[np.ndarray, np.ndarray], lower: tuple[np.ndarray, np.ndarray]) -> None:
+    """Where the plain warp brings a lid margin that lies on the iris in the source but the
+    eyeball behind the pixel is white (a lid raised above the iris), take the margin beside
+    the iris, at the same depth from the lid: otherwise a band of iris (or its catchlight)
+    runs along the raised lid, above the white it uncovered.
+
+    Args:
+        source: ``(n, 2) float64`` plain-warp source points, rewritten in place.
+        eye_x, eye_y: ``(n,)`` the eyeball points behind the pixels (source frame).
+        circle: ``(3,)`` iris ``(x, y, r)``; upper, lower: lid curves (x ascending).
+    """
+    cx, cy, r = (float(v) for v in circle)
+    # the landmarks' radius is approximate and the limbus blurred: 10 % slack on the source side
+    over = (np.hypot(source[:, 0] - cx, source[:, 1] - cy) < 1.1 * r) & (np.hypot(eye_x - cx, eye_y - cy) > r)
+    if not over.any():
+        return
+    x, y = source[over, 0], source[over, 1]
+    bx = _beside_iris(x, circle, upper[0])
+    lid_at = lambda xs, curve: np.interp(xs, curve[0], curve[1])  # noqa: E731
+    shift = np.where(y < cy, lid_at(bx, upper) - lid_at(x, upper), lid_at(bx, lower) - lid_at(x, lower))
+    source[over, 0] = bx
+    source[over, 1] = y + shift
 
 
 def reveal_eyes(map_xy: np.ndarray, origin: tuple[float, float], src: np.ndarray, dst: np.ndarray,
@@ -111,14 +159,12 @@ def reveal_eyes(map_xy: np.ndarray, origin: tuple[float, float], src: np.ndarray
         top = np.interp(qx, ux, uy) + margin
         bottom = np.interp(qx, lx, ly) - margin
         hidden = (qy < top) | (qy > bottom)
+        eye_x, eye_y = qx, qy
         if iris is not None and hidden.any():
             # uncovered white above/below the iris: read the white beside the iris instead
             cx, cy, r = iris[e]
             white = hidden & (np.hypot(qx - cx, qy - cy) > r)
-            side = np.where(qx >= cx, 1.0, -1.0)
-            beside = cx + side * np.maximum(np.abs(qx - cx), 1.25 * r)
-            beside = np.clip(beside, ux[0] + 0.15 * (ux[-1] - ux[0]), ux[-1] - 0.15 * (ux[-1] - ux[0]))
-            qx = np.where(white, beside, qx)
+            qx = np.where(white, _beside_iris(qx, iris[e], ux), qx)
             top = np.where(white, np.interp(qx, ux, uy) + margin, top)
             bottom = np.where(white, np.interp(qx, lx, ly) - margin, bottom)
         open_ = bottom > top
@@ -132,5 +178,11 @@ def reveal_eyes(map_xy: np.ndarray, origin: tuple[float, float], src: np.ndarray
         weight = np.clip((depth - band) / band, 0.0, 1.0)[open_]
         sel_r, sel_c = rows[open_] + y0, cols[open_] + x0
         old = map_xy[sel_r, sel_c].astype(np.float64)
+        if iris is not None:
+            _margin_beside_iris(old, eye_x[open_], eye_y[open_], iris[e], (ux, uy), (lx, ly))
+        # a map blended between far-apart reads samples whatever lies between them (the
+        # iris between the lid margin and the white beside it): switch there instead
+        far = np.hypot(qx[open_] - old[:, 0], qy[open_] - old[:, 1]) > FAR_READ_PX
+        weight = np.where(far, np.round(weight), weight)
         map_xy[sel_r, sel_c, 0] = old[:, 0] + weight * (qx[open_] - old[:, 0])
         map_xy[sel_r, sel_c, 1] = old[:, 1] + weight * (qy[open_] - old[:, 1])
