@@ -11,6 +11,7 @@ from ned.cli import main
 from ned.errors import InputError
 from ned.evaluate.suite import SuiteRow, suite_scores
 from ned.labels import discover_clips, parse_clip_path
+from ned.media import read_comment
 from ned.sample import make_sample_clip
 
 
@@ -50,3 +51,18 @@ def test_tiny_suite_run(tmp_path, capsys):
     assert (out / "A" / "label_happy.mp4").exists()
     assert "score_label" in data["scores"]["overall"]
     assert "happy" in capsys.readouterr().out
+
+
+def test_named_references(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for actor in ("A", "B"):
+        for emotion, level in (("neutral", 1), ("happy", 3)):
+            make_sample_clip(clips / f"{actor}_front_{emotion}_level{level}_001.mp4", seconds=0.48, fps=25)
+    out = tmp_path / "out"
+    assert main(["evaluate-suite", "--clips", str(clips), "--ref-clips", str(clips), "--out", str(out),
+                 "--emotions", "happy", "--name-references", "--quiet"]) == 0
+    data = json.loads((out / "suite.json").read_text())
+    assert data["references_named"] is True
+    assert {r["actor"] for r in data["rows"] if r["mode"] == "reference"} == {"A", "B"}
+    assert read_comment(out / "A" / "ref_happy_B.mp4").endswith("reference B_front_happy_level3_001.mp4 acting happy")

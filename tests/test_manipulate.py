@@ -364,6 +364,19 @@ class TestNamedReferenceEmotion:
         with pytest.raises(ValueError, match="emotions"):
             manipulate_reference(src, [self._angry_with_pull()], FPS, emotions=["angry", "sad"])
 
+    def test_named_smile_counts_less_towards_the_limit(self):
+        src = np.zeros((90, K), np.float32)
+        smile = np.zeros((60, K), np.float32)
+        smile[:, [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]] = 1.5  # a broad grin
+        smile[:, Blendshape.CHIN_RAISE] = 0.6
+        unnamed = manipulate_reference(src, [smile], FPS)
+        happy = manipulate_reference(src, [smile], FPS, emotions=["happy"])
+        free = manipulate_reference(src, [smile], FPS, ManipulateOptions(transfer_limit_iod=None), emotions=["happy"])
+        pull, chin = Blendshape.LIP_CORNER_PULL_L, Blendshape.CHIN_RAISE
+        assert unnamed[45, pull] + 0.1 < happy[45, pull] < free[45, pull] - 0.1
+        # still one factor for the lower face: the grin keeps its shape
+        assert happy[45, chin] / happy[45, pull] == pytest.approx(0.4, rel=1e-4)
+
     def test_plan_passes_the_named_emotion(self):
         from ned.manipulate.plan import ManipulationSpec, plan_expressions
 

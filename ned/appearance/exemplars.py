@@ -40,8 +40,8 @@ import cv2
 import numpy as np
 
 from ned.labels import LabelledClip, discover_clips
-from ned.manipulate.emotions import EMOTIONS, EmotionTargets, canonical_emotion, without_stray_smile
-from ned.manipulate.envelope import limit_lower_face
+from ned.manipulate.emotions import EMOTIONS, EmotionTargets, canonical_emotion
+from ned.manipulate.envelope import limit_emotion_motion
 from ned.manipulate.lids import BLINK
 from ned.appearance.hook import detail_weight, emotion_delta
 from ned.appearance.options import AppearanceOptions
@@ -213,7 +213,7 @@ class ExemplarBank:
         Per emotion in the bank: each actor's median emotion change over its exemplars of
         that emotion (the most strongly expressed frames of its clips, measured from the
         actor's neutral frames), averaged over the actors, its lower/mid-face part softly
-        limited to ``limit_iod`` (:func:`ned.manipulate.envelope.limit_lower_face`; None: not
+        limited to ``limit_iod`` (:func:`ned.manipulate.envelope.limit_emotion_motion`; None: not
         limited), without lip-corner pull unless the emotion smiles
         (:func:`ned.manipulate.emotions.without_stray_smile`). Emotions the bank lacks keep
         ``fallback``'s offsets (the calibrated targets).
@@ -230,7 +230,7 @@ class ExemplarBank:
             rows = self.emotions == emotion
             actors = [rows & (self.actors == a) for a in sorted(set(self.actors[rows].tolist()))]
             acted = np.mean([np.median(self.deltas[r], axis=0) for r in actors], axis=0)
-            offsets[emotion] = limit_lower_face(without_stray_smile(acted, emotion), limit_iod)
+            offsets[emotion] = limit_emotion_motion(acted, emotion, limit_iod)
             closure[emotion] = float(np.mean([np.median(self.expressions[r][:, BLINK]) for r in actors]))
         return EmotionTargets(offsets, fallback.baseline_percentile, f"exemplar bank {self.root}",
                               {"fallback": fallback.source}, closure)

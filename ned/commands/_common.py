@@ -50,7 +50,8 @@ def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ref", "--ref_dirs", dest="references", nargs="+", action="extend", default=[],
                    metavar="CLIP", help="reference clip(s) whose expressive style to copy (reference-driven); "
                    "with one --emotion naming what they act (e.g. --emotion angry:0.8) their lip-corner pull is dropped "
-                   "unless that emotion smiles, and its intensity applies")
+                   "unless that emotion smiles (a named smile passes the transfer limit more fully), and its intensity "
+                   "applies")
     g.add_argument("--ref-neutral", "--ref_neutral", dest="reference_neutral", type=Path, default=None, metavar="CLIP",
                    help="a neutral clip of the reference actor (for `manipulate`: its folder preprocessed with "
                         "--mode reference): the reference's expression is measured from it (without it, from the "

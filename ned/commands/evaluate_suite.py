@@ -32,6 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ref-clips", type=Path, default=None, help="labelled clips used as references")
     p.add_argument("--exemplars", type=Path, default=None,
                    help="exemplar bank (ned exemplars build) used by the label-driven edits")
+    p.add_argument("--name-references", action="store_true",
+                   help="reference-driven edits also name the reference's labelled emotion (--ref CLIP --emotion E)")
     add_quiet(p)
     p.set_defaults(func=run)
 
@@ -42,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
 
     ensure_writable_dir(args.out)
     rows = run_suite(args.clips, args.out, emotions=args.emotions, ref_clips_dir=args.ref_clips,
-                     exemplars=args.exemplars, quiet=args.quiet)
-    atomic_write_json(args.out / "suite.json", {"rows": [asdict(r) for r in rows], "scores": suite_scores(rows)})
+                     exemplars=args.exemplars, name_references=args.name_references, quiet=args.quiet)
+    atomic_write_json(args.out / "suite.json", {"rows": [asdict(r) for r in rows], "scores": suite_scores(rows),
+                                                "references_named": args.name_references})
     print(format_suite(rows))
     print(f"wrote {args.out / 'suite.json'}")
     return 0

@@ -81,11 +81,13 @@ def _edit_row(actor: str, emotion: str, mode: str, source: Path, edited: Path, r
 
 def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE_EMOTIONS,
               ref_clips_dir: Path | None = None, exemplars: Path | None = None, edit_options=None,
-              quiet: bool = True) -> list[SuiteRow]:
+              name_references: bool = False, quiet: bool = True) -> list[SuiteRow]:
     """Run the suite; edited clips go to ``out_dir/<actor>/``.
 
     Args:
         exemplars: an exemplar bank for the label-driven edits (``ned exemplars build``).
+        name_references: reference-driven edits also name the reference's labelled emotion
+            (``ned edit --ref <clip> --emotion E``), as a user who knows what it acts would.
 
     Raises:
         InputError: no labelled clips, or no actor with a neutral clip.
@@ -122,7 +124,7 @@ def run_suite(clips_dir: Path, out_dir: Path, *, emotions: Iterable[str] = SUITE
                     if ref_neutral is not None else None
                 ref_analysis = analyse_clip(ref.path, base.track, quiet=quiet, what="reference",
                                             identity=calm.model.identity if calm is not None else None)
-                spec = ManipulationSpec.from_strings(references=[ref.path],
+                spec = ManipulationSpec.from_strings([emotion] if name_references else (), references=[ref.path],
                                                      reference_neutral=ref_neutral.path if ref_neutral else None)
                 edit_analysed(analysis, src.path, out, dataclasses.replace(base, manipulation=spec), [ref_analysis],
                               reference_neutral=calm)

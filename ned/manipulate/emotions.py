@@ -56,6 +56,7 @@ __all__ = [
     "emfacs_pattern",
     "SMILE_SHAPES",
     "without_stray_smile",
+    "smiles",
     "load_emotion_targets",
     "emotion_targets_path",
 ]
@@ -190,9 +191,14 @@ def without_stray_smile(offset: np.ndarray, name: str) -> np.ndarray:
     M030's label rates did not change.
     """
     out = np.array(offset, np.float32)
-    if not (emfacs_pattern(name)[list(SMILE_SHAPES)] > 0).any():
+    if not smiles(name):
         out[..., list(SMILE_SHAPES)] = 0.0
     return out
+
+
+def smiles(name: str) -> bool:
+    """Whether the emotion's EMFACS prototype pulls the lip corners (happy, contempt)."""
+    return bool((emfacs_pattern(name)[list(SMILE_SHAPES)] > 0).any())
 
 
 @dataclass(frozen=True)

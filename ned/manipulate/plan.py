@@ -94,7 +94,8 @@ class ManipulationSpec:
         """Human-readable request, e.g. ``happy, angry:0.5`` or ``reference ref.mp4``."""
         scale = "" if self.intensity == 1.0 else f" (intensity {self.intensity:g})"
         if self.references:
-            return "reference " + ", ".join(p.name for p in self.references) + scale
+            acting = f" acting {', '.join(str(s) for s in self.segments)}" if self.segments else ""
+            return "reference " + ", ".join(p.name for p in self.references) + acting + scale
         bank = f" (exemplars {Path(self.exemplars).name})" if self.exemplars is not None else ""
         return ", ".join(str(s) for s in self.segments) + scale + bank
 

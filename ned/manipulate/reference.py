@@ -38,8 +38,8 @@ from typing import Sequence
 import numpy as np
 
 from ned.errors import InputError
-from ned.manipulate.emotions import MAX_INTENSITY, without_stray_smile
-from ned.manipulate.envelope import limit_lower_face
+from ned.manipulate.emotions import MAX_INTENSITY
+from ned.manipulate.envelope import limit_emotion_motion
 from ned.manipulate.lids import BLINK, closure_over_baseline, narrow_lids
 from ned.manipulate.label import (
     ManipulateOptions,
@@ -199,9 +199,7 @@ def manipulate_reference(
         if options.keep_dynamics > 0:  # around the mouth: the reference's slow expression only
             slow, _ = split_dynamics(relative, window)
             relative = np.where(_MOUTH, slow, relative)
-        if emotion is not None:
-            relative = without_stray_smile(relative, emotion)
-        relative = limit_lower_face(relative, options.transfer_limit_iod, rig)
+        relative = limit_emotion_motion(relative, emotion, options.transfer_limit_iod, rig)
         closure = closure_over_baseline(ref[:, BLINK], base_ref[BLINK], fps, options.lid_closure_limit)
         # the segment's own frames read the reference from its start; the crossfade
         # margins before/after simply continue the mapping
