@@ -101,20 +101,33 @@ class Author:
 _FOREHEAD = ((9, 10), (107, 109), (66, 67), (105, 103), (63, 54), (70, 21))
 
 
+#: forehead lines: height (fraction of the brow-to-hairline column) and depth (IOD) of each
+_LINES = ((0.2, 0.022), (0.38, 0.021), (0.56, 0.016), (0.73, 0.009))
+
+
 def forehead_lines(a: Author, inner: bool) -> np.ndarray:
-    """AU1 (inner: central forehead, lines bowed up in the middle) / AU2 (outer: lateral)."""
+    """AU1 (inner: central forehead, lines bowed up in the middle) / AU2 (outer: lateral).
+
+    Skin folds are not ruled lines: each line's height wanders from column to column and its
+    depth varies along it (deterministic draws). The draws are the same for AU1 and AU2 (so
+    that their lines coincide where they overlap), differ between the sides except at the
+    midline (where the two halves meet), and the lines' overall depths are shared by both sides.
+    """
+    side = np.random.default_rng(29 if a.flip else 23)
+    wander = side.normal(0.0, 0.035, (len(_LINES), len(_FOREHEAD)))
+    strength = side.uniform(0.55, 1.0, (len(_LINES), len(_FOREHEAD)))
+    wander[:, 0], strength[:, 0] = 0.0, 1.0
+    depth_factor = np.random.default_rng(31).uniform(0.8, 1.15, len(_LINES))
     h = np.zeros((a.size, a.size), np.float32)
-    for k, f in enumerate((0.22, 0.42, 0.62)):
+    for k, (f, depth) in enumerate(_LINES):
         pts, env = [], []
         for c, (lo, hi) in enumerate(_FOREHEAD):
+            fk = float(np.clip(f + wander[k, c], 0.08, 0.85))
             bow = (0.05 if inner else 0.0) * (1.0 - c / 5.0) * (1.0 if k else 0.6)
-            pts.append(a.p((lo, 1.0 - f), (hi, f), up=bow))
-            if inner:
-                env.append([0.9, 1.0, 0.85, 0.45, 0.1, 0.0][c])
-            else:
-                env.append([0.0, 0.1, 0.5, 0.95, 1.0, 0.6][c])
-        depth = (0.022, 0.020, 0.014)[k]
-        h += a.crease(pts, 0.022, depth, envelope=np.array(env))
+            pts.append(a.p((lo, 1.0 - fk), (hi, fk), up=bow))
+            base = [0.9, 1.0, 0.85, 0.45, 0.1, 0.0][c] if inner else [0.0, 0.1, 0.5, 0.95, 1.0, 0.6][c]
+            env.append(base * strength[k, c])
+        h += a.crease(pts, 0.021, depth * depth_factor[k], envelope=np.array(env))
     return h
 
 

@@ -41,7 +41,8 @@ from ned.appearance.exemplars import (
     normalise_emotion,
     select_frames,
 )
-from ned.appearance.maps import bulge_height, catmull_rom, crease_height, resize_maps, shading_from_height
+from ned.appearance.maps import (bulge_height, catmull_rom, crease_height, crease_response, resize_maps,
+                                 shading_from_height)
 from ned.appearance.texture import image_uv_map
 from ned.errors import InputError, ModelFileError
 from ned.morph.rig import Blendshape
@@ -246,6 +247,17 @@ class TestMaps:
         with pytest.raises(ModelFileError):
             load_maps(tmp_path / "nope.npz")
 
+    def test_brow_creases_form_early(self):
+        w = np.full((2, K), 0.3, np.float32)
+        w[1] = -0.3
+        out = crease_response(w, onset=0.4)
+        for b in (Blendshape.BROW_INNER_UP_L, Blendshape.BROW_OUTER_UP_R, Blendshape.BROW_DOWN_L):
+            assert out[0, b] == pytest.approx(0.644, abs=0.005) and out[1, b] == -out[0, b]
+        for b in (Blendshape.CHEEK_RAISE_L, Blendshape.LIP_CORNER_PULL_R, Blendshape.NOSE_WRINKLE):
+            assert out[0, b] == pytest.approx(0.3) and out[1, b] == pytest.approx(-0.3)
+        assert crease_response(np.ones(K), 0.4) == pytest.approx(np.ones(K))
+        np.testing.assert_array_equal(crease_response(w, onset=0.0), w)
+
     def test_blend_is_the_weighted_sum_and_deterministic(self):
         maps = load_maps()
         rng = np.random.default_rng(3)
@@ -403,6 +415,17 @@ class TestExpressionAppearance:
         d_weak = np.abs(weak.astype(int) - img).sum()
         d_strong = np.abs(strong.astype(int) - img).sum()
         assert 0 < d_weak < d_strong
+
+    def test_forehead_folds_at_a_third_of_the_brow_raise(self):
+        img = skin_image()
+
+        def change(**weights: float) -> float:
+            src, dst = expressions(**weights)
+            return float(np.abs(self.app.apply(img, self.pts, AppearanceFrame(src, dst)).astype(int) - img).sum())
+
+        brow = change(BROW_INNER_UP_L=0.3, BROW_INNER_UP_R=0.3) / change(BROW_INNER_UP_L=1.0, BROW_INNER_UP_R=1.0)
+        cheek = change(CHEEK_RAISE_L=0.3) / change(CHEEK_RAISE_L=1.0)
+        assert brow > 0.5 and cheek < 0.4
 
     def test_off_mode(self):
         img = skin_image()

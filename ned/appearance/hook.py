@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from ned.appearance.compose import _render_gain_into, luma_gain_map, render_gain
-from ned.appearance.maps import AppearanceMaps, load_maps
+from ned.appearance.maps import AppearanceMaps, crease_response, load_maps
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
 from ned.appearance.texture import uv_raster
@@ -203,7 +203,8 @@ class ExpressionAppearance:
         if detail is not None and opts.mode in ("auto", "reference"):
             total += detail * self._detail_weight(frame, delta, ref_delta) * np.float32(opts.detail_strength)
         if use_maps and opts.map_strength > 0:
-            d = np.where(delta > 0, delta, delta * opts.release_scale).astype(np.float32)
+            creases = emotion_delta(crease_response(frame.source_expression), crease_response(frame.target_expression))
+            d = np.where(creases > 0, creases, creases * opts.release_scale).astype(np.float32)
             key = d.tobytes()
             if key != self._blend_key or self._blend is None:
                 self._blend = self.maps.blend(d) * np.float32(opts.map_strength)
