@@ -251,12 +251,24 @@ class TestMaps:
         w = np.full((2, K), 0.3, np.float32)
         w[1] = -0.3
         out = crease_response(w, onset=0.4)
-        for b in (Blendshape.BROW_INNER_UP_L, Blendshape.BROW_OUTER_UP_R, Blendshape.BROW_DOWN_L):
+        for b in (Blendshape.BROW_OUTER_UP_R, Blendshape.BROW_DOWN_L):
             assert out[0, b] == pytest.approx(0.644, abs=0.005) and out[1, b] == -out[0, b]
         for b in (Blendshape.CHEEK_RAISE_L, Blendshape.LIP_CORNER_PULL_R, Blendshape.NOSE_WRINKLE):
             assert out[0, b] == pytest.approx(0.3) and out[1, b] == pytest.approx(-0.3)
-        assert crease_response(np.ones(K), 0.4) == pytest.approx(np.ones(K))
-        np.testing.assert_array_equal(crease_response(w, onset=0.0), w)
+        one = np.zeros(K, np.float32)
+        one[[Blendshape.BROW_INNER_UP_L, Blendshape.BROW_OUTER_UP_R, Blendshape.CHEEK_RAISE_L]] = 1.0
+        assert crease_response(one, 0.4) == pytest.approx(one)
+        linear = np.zeros(K, np.float32)
+        linear[[Blendshape.BROW_INNER_UP_L, Blendshape.CHEEK_RAISE_L]] = 0.3
+        np.testing.assert_array_equal(crease_response(linear, onset=0.0), linear)
+
+    def test_brow_lowerer_fades_the_forehead_lines(self):
+        both = np.zeros(K, np.float32)
+        both[[Blendshape.BROW_INNER_UP_L, Blendshape.BROW_INNER_UP_R, Blendshape.BROW_DOWN_L]] = 0.3
+        out = crease_response(both)
+        assert out[Blendshape.BROW_INNER_UP_R] == pytest.approx(0.644, abs=0.005)  # no lowerer on that side
+        assert out[Blendshape.BROW_INNER_UP_L] == pytest.approx(0.644 * (1 - 0.644), abs=0.01)
+        assert out[Blendshape.BROW_DOWN_L] == pytest.approx(0.644, abs=0.005)  # the glabella folds in full
 
     def test_blend_is_the_weighted_sum_and_deterministic(self):
         maps = load_maps()
