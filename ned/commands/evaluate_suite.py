@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Find labelled clips (MEAD-style names <actor>_<view>_<emotion>_level<k>_<nnn>.mp4 or a MEAD tree), "
             "edit every actor's neutral clip to each emotion (label-driven, and reference-driven with the other "
             "actors' clips of that emotion from --ref-clips), evaluate each edit, and report per emotion the FER2013 "
-            "recognition rate of the edit and of the actor's real acted clip, with the score "
-            "sum(edited rate) / sum(real rate) per mode."
+            "recognition rate of the edit, of the actor's real acted clip and of the unedited neutral clip, with the "
+            "score sum(rate) / sum(real rate) per mode; every clip is also rated by a second, independent classifier "
+            "(facex's expression CNN), scored the same way against its own real rates."
         ),
     )
     p.add_argument("--clips", type=Path, required=True, help="folder of labelled clips (needs neutral ones)")
