@@ -68,3 +68,13 @@ def test_named_references(tmp_path):
     assert data["references_named"] is True
     assert {r["actor"] for r in data["rows"] if r["mode"] == "reference"} == {"A", "B"}
     assert read_comment(out / "A" / "ref_happy_B.mp4").endswith("reference B_front_happy_level3_001.mp4 acting happy")
+
+
+def test_clip_votes_follow_a_rewritten_file(tmp_path):
+    from ned.evaluate.suite import clip_votes
+
+    clip = tmp_path / "A_front_happy_level3_001.mp4"
+    make_sample_clip(clip, seconds=0.2, fps=25)
+    first = len(clip_votes(clip)[0])
+    make_sample_clip(clip, seconds=0.4, fps=25)  # same name, new content: not the cached votes
+    assert first == 5 and len(clip_votes(clip)[0]) == 10

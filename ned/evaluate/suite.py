@@ -42,9 +42,9 @@ logger = logging.getLogger(__name__)
 SUITE_EMOTIONS = ("angry", "disgusted", "fear", "happy", "sad", "surprised")
 
 
-@functools.lru_cache(maxsize=32)
-def clip_votes(path: str, max_side: int = 640) -> tuple[np.ndarray, np.ndarray]:
-    """Each frame's winning class, by FER2013 and by the second classifier.
+def clip_votes(path: str | Path, max_side: int = 640) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's winning class, by FER2013 and by the second classifier (cached per
+    file version: the neutral clip is rated once for every emotion).
 
     Args:
         path: a video; max_side: dlib finds faces on frames scaled to this longer side.
@@ -53,6 +53,12 @@ def clip_votes(path: str, max_side: int = 640) -> tuple[np.ndarray, np.ndarray]:
         Two ``(N,) int64`` arrays of :data:`ned.evaluate.models.FER_LABELS` indices, one
         entry per frame with a dlib face.
     """
+    st = Path(path).stat()
+    return _clip_votes(str(path), st.st_mtime_ns, st.st_size, max_side)
+
+
+@functools.lru_cache(maxsize=32)
+def _clip_votes(path: str, mtime_ns: int, size: int, max_side: int) -> tuple[np.ndarray, np.ndarray]:
     from ned.evaluate.second import load_second_classifier
 
     finder = FaceFinder(load_face_models(), max_side=max_side)
@@ -74,7 +80,7 @@ def clip_rates(path: Path, emotion: str) -> tuple[float, float]:
     if label is None:
         return float("nan"), float("nan")
     target = FER_LABELS.index(label)
-    rates = [float(np.mean(v == target)) if len(v) else float("nan") for v in clip_votes(str(path))]
+    rates = [float(np.mean(v == target)) if len(v) else float("nan") for v in clip_votes(path)]
     return rates[0], rates[1]
 
 
