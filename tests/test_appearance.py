@@ -581,11 +581,12 @@ def test_bank_select_and_detail():
                         np.array(["x.png"] * 3), Path("."))
     idx, w = bank.select(d[0], "happy", 2)
     assert set(idx.tolist()) == {0, 2} and w.sum() == pytest.approx(1.0) and w[idx.tolist().index(0)] > 0.5
-    detail, weight = bank.detail_for(d[0], "angry", 1)
+    detail, ref = bank.blend(d[0], "angry", 1)
+    weight = detail_weight(d[0], ref)
     assert detail[0, 0] == pytest.approx(0.2) and weight == 0.0  # angry detail does not fit a smile
     empty = ExemplarBank(np.array([], str), np.array([], str), np.zeros((0, K)), np.zeros((0, K)),
                          np.zeros((0, 8, 8)), np.array([], str), Path("."))
-    assert empty.detail_for(d[0])[0] is None
+    assert empty.blend(d[0]) == (None, None)
 
 
 @pytest.fixture(scope="module")
@@ -630,7 +631,7 @@ def test_bank_round_trip(astronaut_bank):
     assert bank.details.shape == (2, 64, 64) and np.isfinite(bank.details).all()
     assert bank.details.min() < -0.02  # the painted crease is in the detail
     app = ExpressionAppearance(AppearanceOptions(texture_size=64), bank=bank)
-    detail, _ = bank.detail_for(bank.deltas[0], "happy", 2)
+    detail, _ = bank.blend(bank.deltas[0], "happy", 2)
     assert detail.shape == (64, 64)
     with pytest.raises(ValueError):
         ExpressionAppearance(AppearanceOptions(texture_size=96), bank=bank)
@@ -650,9 +651,9 @@ def test_bank_from_own_frames():
     bank = bank_from_frames([(neutral, pts)], [(neutral, pts, src), (creased, pts, smile)], "happy",
                             options=AppearanceOptions(texture_size=96))
     assert len(bank) == 2 and bank.size == 96
-    detail, weight = bank.detail_for(emotion_delta(src, smile), "happy", 1)
-    assert detail.min() < -0.03 and weight == pytest.approx(1.0)
-    detail, weight = bank.detail_for(np.zeros(K, np.float32), None, 1)
+    detail, ref = bank.blend(emotion_delta(src, smile), "happy", 1)
+    assert detail.min() < -0.03 and detail_weight(emotion_delta(src, smile), ref) == pytest.approx(1.0)
+    detail, _ = bank.blend(np.zeros(K, np.float32), None, 1)
     assert not detail.any()
     with pytest.raises(ValueError):
         bank_from_frames([], [])
@@ -818,7 +819,7 @@ def test_own_footage_lends_its_detail(tmp_path):
     options = AppearanceOptions(texture_size=96)
     bank = load_own_exemplars(tmp_path / "clip.mp4", landmarks, src, new, np.zeros(t, int), ["happy"], options)
     assert bank is not None and 1 <= len(bank) <= 8 and set(bank.emotions) == {"happy"}
-    detail, weight = bank.detail_for(emotion_delta(src[0], new[0]), "happy", 2)
-    assert detail.min() < -0.03 and weight == pytest.approx(1.0)
+    detail, ref = bank.blend(emotion_delta(src[0], new[0]), "happy", 2)
+    assert detail.min() < -0.03 and detail_weight(emotion_delta(src[0], new[0]), ref) == pytest.approx(1.0)
     assert load_own_exemplars(tmp_path / "clip.mp4", landmarks, src, src, np.zeros(t, int), ["happy"],
                               options) is None

@@ -9,7 +9,8 @@ space (:func:`ned.appearance.ratio.detail_map`). In label mode a bank drives bot
 the edit, as a reference clip does in reference mode: the manipulator's targets become the
 bank's real acted expressions (:meth:`ExemplarBank.emotion_targets`), and the appearance
 step blends the detail of the exemplars whose emotion change is closest to the frame's
-(:meth:`ExemplarBank.blend`; :meth:`ExemplarBank.detail_for` adds its clip-wide weight).
+(:meth:`ExemplarBank.blend`; the appearance step weights it per texel,
+:mod:`ned.appearance.weighting`).
 
 A bank built from third-party clips stays on the user's disk: nothing of it is shipped.
 
@@ -43,7 +44,7 @@ from ned.labels import LabelledClip, discover_clips
 from ned.manipulate.emotions import EMOTIONS, EmotionTargets, canonical_emotion
 from ned.manipulate.envelope import limit_emotion_motion
 from ned.manipulate.lids import BLINK
-from ned.appearance.hook import detail_weight, emotion_delta
+from ned.appearance.hook import emotion_delta
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
 from ned.appearance.texture import uv_raster
@@ -234,17 +235,6 @@ class ExemplarBank:
             closure[emotion] = float(np.mean([np.median(self.expressions[r][:, BLINK]) for r in actors]))
         return EmotionTargets(offsets, fallback.baseline_percentile, f"exemplar bank {self.root}",
                               {"fallback": fallback.source}, closure)
-
-    def detail_for(self, delta: np.ndarray, emotion: str | None = None, count: int = 3) -> tuple[np.ndarray | None, float]:
-        """Blended detail map of the closest exemplars and how much of it the change calls for.
-
-        Returns:
-            ``(S, S) float32`` detail (None for an empty bank) and its weight in [0, 1]
-            (:func:`ned.appearance.hook.detail_weight` of ``delta`` on the blended
-            exemplar change).
-        """
-        detail, ref_delta = self.blend(delta, emotion, count)
-        return (None, 0.0) if detail is None else (detail, detail_weight(delta, ref_delta))
 
     def blend(self, delta: np.ndarray, emotion: str | None = None,
               count: int = 3) -> tuple[np.ndarray | None, np.ndarray | None]:
