@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 from ned.errors import InputError
 
@@ -85,26 +86,26 @@ def manipulation_spec(args: argparse.Namespace):
         lid_closure=args.lid_closure)
 
 
-def _limit(text: str) -> float | None:
-    """``--transfer-limit``: a number >= 0 (0 = None, no limit)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of IODs, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 = no limit), got {text!r}")
-    return value or None
+def _zero_means_none(expected: str, valid: Callable[[float], bool], rule: str) -> Callable[[str], float | None]:
+    """An argparse type: a number that ``valid`` accepts, 0 meaning None (off); errors say
+    ``expected <expected>`` (not a number) or ``must be <rule>``."""
+
+    def parse(text: str) -> float | None:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
+        return value or None
+
+    return parse
 
 
-def _closure(text: str) -> float | None:
-    """``--lid-closure``: a number in [0, 1] (0 = None, none)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1] (0 = none), got {text!r}")
-    return value or None
+#: ``--transfer-limit``: a finite number >= 0 (0 = None, no limit)
+_limit = _zero_means_none("a number of IODs", lambda v: 0 <= v < float("inf"), "a finite number >= 0 (0 = no limit)")
+#: ``--lid-closure``: a number in [0, 1] (0 = None, none)
+_closure = _zero_means_none("a number in [0, 1]", lambda v: 0 <= v <= 1, "in [0, 1] (0 = none)")
 
 
 def add_render_arguments(parser: argparse.ArgumentParser) -> None:
