@@ -6,7 +6,8 @@ face. The face is scikit-image's ``astronaut()`` (public domain) with its MediaP
 For each case it reports the warp renderer alone, the renderer with the appearance step
 in each mode (built-in maps; reference ratio transfer, the reference's detail computed
 every frame; exemplar bank, detail maps precomputed), and the step's share of the
-renderer's time. The share of ``ned edit``'s time is smaller still (decode, tracking,
+renderer's time; and the brow offset measured once per kept reference frame
+(:mod:`ned.appearance.brows`). The share of ``ned edit``'s time is smaller still (decode, tracking,
 fitting and encoding are not counted here).
 
 Usage::
@@ -27,6 +28,8 @@ import numpy as np
 
 from ned.layout import atomic_write_json
 from ned.appearance import AppearanceFrame, AppearanceOptions, ExemplarBank, ExpressionAppearance, ReferenceFrame
+from ned.appearance.brows import with_brow_offsets
+from ned.appearance.texture import uv_raster
 from ned.morph.rig import Blendshape
 from ned.morph.topology import load_topology
 from ned.render.warp_renderer import RenderOptions, WarpRenderer
@@ -107,6 +110,10 @@ def main() -> None:
                 renderer.render(frame, pts, dst, payload=payload)
 
             row[f"render_{key}_ms"] = round(time_ms(one, args.repeat), 2)
+        raster = uv_raster(AppearanceOptions().texture_size)
+        pair = ([ReferenceFrame(ref_emotion, pts, dst_w)], [ReferenceFrame(frame, pts, src_w)])
+        # once per kept reference frame (at most 300 per edit), not per edited frame
+        row["brow_offset_per_reference_frame_ms"] = round(time_ms(lambda: with_brow_offsets(*pair, raster), args.repeat), 2)
         for key in ("maps", "reference", "bank"):
             step = row[f"render_{key}_ms"] - row["render_plain_ms"]
             row[f"{key}_step_ms"] = round(step, 2)

@@ -35,8 +35,10 @@ from tqdm import tqdm
 
 from ned import __version__
 from ned.errors import InputError
+from ned.appearance.brows import with_brow_motion, with_brow_offsets
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.pipeline import load_reference_clip, plan_appearance
+from ned.appearance.texture import uv_raster
 from ned.face.tracker import FaceTracker, TrackOptions
 from ned.manipulate.plan import ManipulationSpec, plan_expressions
 from ned.media import (
@@ -295,10 +297,15 @@ def edit_analysed(analysis: ClipAnalysis, source: Path, output: Path, options: E
         calm = load_reference_clip(spec.reference_neutral, reference_neutral.landmarks,
                                    reference_neutral.expressions(), neutral_only=True).neutral
         ref_clips = [dataclasses.replace(c, neutral=calm) for c in ref_clips]
+    if ref_clips:  # the brow motion the mesh misses rides along with each reference frame
+        raster = uv_raster(options.appearance.texture_size)
+        ref_clips = [dataclasses.replace(c, frames=with_brow_offsets(c.frames, c.neutral, raster)) for c in ref_clips]
     appearance, payloads = plan_appearance(
         source_expr, new_expr, fps=fps, emotions=[s.name for s in spec.segments], transition_s=spec.transition_s,
         options=options.appearance, exemplars=options.exemplars, references=ref_clips,
         own_footage=(source, analysis.landmarks) if options.own_frames else None)
+    if payloads is not None:
+        dst = with_brow_motion(dst, analysis.valid, analysis.fits.rotation, analysis.fits.scale, payloads, appearance)
     comment = provenance_comment(spec)
     edited = render_video(source, output, analysis.landmarks, dst, make_renderer(options.render, appearance),
                           info=analysis.info, encode=options.encode, comment=comment, quiet=options.quiet,

@@ -22,6 +22,7 @@ from ned.face.mask import face_mask
 from ned.layout import CelebLayout, atomic_write_image
 from ned.manipulate.celeb import clip_frames, load_face3d, preprocess_state
 from ned.appearance.options import AppearanceOptions
+from ned.appearance.brows import with_brow_motion
 from ned.appearance.pipeline import plan_appearance
 from ned.media import EncodeOptions, probe
 from ned.pipeline import make_renderer, render_video
@@ -134,6 +135,10 @@ def postprocess_celeb(celeb: str | Path, exp_name: str, options: PostprocessOpti
                                                    transition_s=0.0, options=options.appearance,
                                                    exemplars=options.exemplars)
             renderer = make_renderer(options.render, appearance)
+            if payloads is not None:  # an exemplar bank's brow shapes (ned.appearance.brows)
+                valid = np.isfinite(src["landmarks"]).all(axis=(1, 2)) & np.isfinite(dst["landmarks"]).all(axis=(1, 2))
+                dst = {**dst, "landmarks": with_brow_motion(dst["landmarks"], valid, src["rotation"][valid],
+                                                            src["scale"][valid], payloads, appearance)}
         render_video(video, out, src["landmarks"], dst["landmarks"], renderer, info=info, encode=options.encode,
                      comment=comment, quiet=options.quiet, payloads=payloads,
                      on_frame=_frame_writer(exp, clip.first_frame, src, dst, options.crop_size))

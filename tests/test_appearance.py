@@ -669,6 +669,22 @@ def test_load_bank_errors(tmp_path):
         load_bank(tmp_path)
 
 
+def test_version_1_banks_load_without_brow_offsets_and_new_ones_keep_them(tmp_path, caplog):
+    from ned.appearance.exemplars import BankOptions, _write_bank, load_bank
+
+    delta = np.zeros((1, K), np.float32)
+    brows = np.full((1, 468, 2), 0.01, np.float32)
+    _write_bank(tmp_path, [{"actor": "a", "emotion": "sad", "crop": "x.png"}], np.zeros((1, 8, 8)), brows, delta,
+                delta, BankOptions())
+    assert load_bank(tmp_path).brow_offsets == pytest.approx(brows)
+    with np.load(tmp_path / "bank.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "brow_offsets"}
+    np.savez(tmp_path / "bank.npz", **{**arrays, "version": np.int32(1)})
+    with caplog.at_level("WARNING"):
+        old = load_bank(tmp_path)
+    assert old.brow_offsets is None and len(old) == 1 and "rebuild" in caplog.text
+
+
 def test_exemplars_command_registered():
     from ned.cli import build_parser
 
@@ -681,7 +697,8 @@ def _write_tiny_bank(root: Path, emotions, actors, deltas) -> Path:
 
     root.mkdir(parents=True, exist_ok=True)
     records = [{"actor": a, "emotion": e, "crop": "x.png"} for e, a in zip(emotions, actors)]
-    _write_bank(root, records, np.zeros((len(records), 8, 8), np.float32), np.asarray(deltas, np.float32),
+    _write_bank(root, records, np.zeros((len(records), 8, 8), np.float32),
+                np.zeros((len(records), 468, 2), np.float32), np.asarray(deltas, np.float32),
                 np.asarray(deltas, np.float32), BankOptions())
     return root
 

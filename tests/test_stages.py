@@ -78,7 +78,8 @@ def test_manipulate_cli_with_exemplars(celeb, tmp_path):
     bank.mkdir()
     delta = np.zeros((1, len(Blendshape)), np.float32)
     delta[0, Blendshape.BROW_DOWN_R] = 0.7
-    _write_bank(bank, [{"actor": "a", "emotion": "angry", "crop": "x.png"}], np.zeros((1, 8, 8)), delta, delta,
+    _write_bank(bank, [{"actor": "a", "emotion": "angry", "crop": "x.png"}], np.zeros((1, 8, 8)),
+                np.zeros((1, 468, 2)), delta, delta,
                 BankOptions())
     assert main(["manipulate", str(celeb), "--exp_name", "bank", "--trg_emotions", "angry", "--exemplars",
                  str(bank), "--quiet"]) == 0

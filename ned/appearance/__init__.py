@@ -11,7 +11,10 @@ texture space (:mod:`ned.appearance.texture`) from
   mode; :mod:`ned.appearance.ratio`), band-limited so that moles, lighting and colour of
   the reference stay behind;
 - the closest exemplars of a bank built from the user's own labelled footage
-  (:mod:`ned.appearance.exemplars`, ``ned exemplars build``).
+  (:mod:`ned.appearance.exemplars`, ``ned exemplars build``);
+
+and, with a reference or a bank, the brow shape their frames show against the mesh, added
+to the edited mesh before the warp (:mod:`ned.appearance.brows`).
 
 Plug it into the warp renderer (see :mod:`ned.appearance.hook`)::
 

@@ -3,14 +3,15 @@
 ``ned exemplars build <folder> -o <bank dir>`` turns a folder of labelled clips into a
 bank: per actor, a few neutral frames; per (actor, emotion), a few representative
 frames (the most strongly expressed, spread over the clip). For each exemplar the bank
-stores the aligned 256 px crop (PNG), its mesh and expression weights, and its *detail
+stores the aligned 256 px crop (PNG), its mesh and expression weights, its *detail
 map*: the band-limited log-luminance ratio over the actor's neutral frames in texture
-space (:func:`ned.appearance.ratio.detail_map`). In label mode a bank drives both halves of
+space (:func:`ned.appearance.ratio.detail_map`), and its *brow offset*: how its brows moved
+against the mesh from those neutral frames (:func:`ned.appearance.brows.brow_offset`). In label mode a bank drives both halves of
 the edit, as a reference clip does in reference mode: the manipulator's targets become the
 bank's real acted expressions (:meth:`ExemplarBank.emotion_targets`), and the appearance
 step blends the detail of the exemplars whose emotion change is closest to the frame's
 (:meth:`ExemplarBank.blend`; the appearance step weights it per texel,
-:mod:`ned.appearance.weighting`).
+:mod:`ned.appearance.weighting`) and of their brows (:meth:`ExemplarBank.blend_brows`).
 
 A bank built from third-party clips stays on the user's disk: nothing of it is shipped.
 
@@ -44,12 +45,14 @@ from ned.labels import LabelledClip, discover_clips
 from ned.manipulate.emotions import EMOTIONS, EmotionTargets, canonical_emotion
 from ned.manipulate.envelope import limit_emotion_motion
 from ned.manipulate.lids import BLINK
+from ned.appearance.brows import brow_offset
 from ned.appearance.hook import emotion_delta
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.ratio import detail_map, luminance_uv
 from ned.appearance.texture import uv_raster
 from ned.errors import InputError, ModelFileError, OutputError
 from ned.morph.rig import Blendshape
+from ned.morph.topology import NUM_VERTICES
 
 __all__ = [
     "EMOTIONS",
@@ -68,7 +71,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BANK_VERSION = 1
+#: 2: with each exemplar's brow offset (version-1 banks still load, without it)
+BANK_VERSION = 2
 
 
 def normalise_emotion(name: str) -> str:
@@ -154,6 +158,9 @@ class ExemplarBank:
         details: ``(M, S, S) float32`` detail maps (log gain, texture space).
         crops: ``(M,)`` str, crop file names (relative to ``root``).
         root: the bank folder.
+        brow_offsets: ``(M, 468, 2) float32`` how each exemplar's brows moved against its
+            mesh from the actor's neutral frames (:mod:`ned.appearance.brows`), canonical
+            IOD; None for banks of version 1 (built before it was measured).
     """
 
     emotions: np.ndarray
@@ -163,6 +170,7 @@ class ExemplarBank:
     details: np.ndarray
     crops: np.ndarray
     root: Path
+    brow_offsets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.emotions))
@@ -248,6 +256,16 @@ class ExemplarBank:
             return None, None
         detail = np.tensordot(w, self.details[idx], axes=1).astype(np.float32)
         return detail, (w @ self.deltas[idx]).astype(np.float32)
+
+    def blend_brows(self, delta: np.ndarray, emotion: str | None = None,
+                    count: int = 3) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Blended brow offset ``(468, 2) float32`` of the exemplars :meth:`blend` picks, and
+        their blended emotion change ``(K,)``; both None for an empty bank or one without
+        brow offsets."""
+        idx, w = self.select(delta, emotion, count)
+        if idx.size == 0 or self.brow_offsets is None:
+            return None, None
+        return np.tensordot(w, self.brow_offsets[idx], axes=1).astype(np.float32), (w @ self.deltas[idx]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -336,6 +354,7 @@ def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_pat
     skipped: list[tuple[str, str]] = []
     records: list[dict] = []
     details: list[np.ndarray] = []
+    brows: list[np.ndarray] = []
     expressions: list[np.ndarray] = []
     deltas: list[np.ndarray] = []
     neutral_count = 0
@@ -374,6 +393,7 @@ def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_pat
             atomic_write_image(out / "crops" / f"{actor}_neutral_{k:02d}.png", crop)
             neutral_count += 1
         neutral_expr = n_expr[pick].mean(0)
+        neutral_base = np.median(np.stack(neutral_uv), axis=0)
         for c in actor_clips:
             if c.emotion == "neutral" or c.path not in tracked:
                 continue
@@ -393,7 +413,9 @@ def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_pat
                 k = sum(1 for r in records if r["actor"] == actor and r["emotion"] == c.emotion)
                 name = f"crops/{actor}_{c.emotion}_{k:02d}.png"
                 atomic_write_image(out / name, crop)
-                details.append(detail_map(neutral_uv, luminance_uv(crop, pts, raster), raster, options.appearance))
+                emotion_uv = luminance_uv(crop, pts, raster)
+                details.append(detail_map(neutral_uv, emotion_uv, raster, options.appearance))
+                brows.append(brow_offset(neutral_base, emotion_uv, raster))
                 expressions.append(expr[i])
                 deltas.append(delta[i])
                 records.append({"actor": actor, "emotion": c.emotion, "crop": name, "source": str(c.path),
@@ -401,7 +423,7 @@ def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_pat
     if not records:
         raise InputError(f"{folder}: no actor has both a neutral clip and emotion clips with a face; "
                          "a bank needs both")
-    _write_bank(out, records, np.stack(details), np.stack(expressions), np.stack(deltas), options)
+    _write_bank(out, records, np.stack(details), np.stack(brows), np.stack(expressions), np.stack(deltas), options)
     per_emotion: dict[str, int] = {}
     for r in records:
         per_emotion[r["emotion"]] = per_emotion.get(r["emotion"], 0) + 1
@@ -410,8 +432,8 @@ def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_pat
     return BankSummary(out, len(records), neutral_count, per_emotion, tuple(skipped))
 
 
-def _write_bank(out: Path, records: list[dict], details: np.ndarray, expressions: np.ndarray, deltas: np.ndarray,
-                options: BankOptions) -> None:
+def _write_bank(out: Path, records: list[dict], details: np.ndarray, brows: np.ndarray, expressions: np.ndarray,
+                deltas: np.ndarray, options: BankOptions) -> None:
     index = {"version": BANK_VERSION, "texture_size": options.appearance.texture_size,
              "blendshapes": [b.name for b in Blendshape], "exemplars": records}
     tmp_json = out / "index.json.tmp"
@@ -423,7 +445,7 @@ def _write_bank(out: Path, records: list[dict], details: np.ndarray, expressions
                             actors=np.array([r["actor"] for r in records]),
                             crops=np.array([r["crop"] for r in records]),
                             expressions=expressions.astype(np.float32), deltas=deltas.astype(np.float32),
-                            details=details.astype(np.float16),
+                            details=details.astype(np.float16), brow_offsets=brows.astype(np.float32),
                             blendshapes=np.array([b.name for b in Blendshape]))
         os.replace(tmp_json, out / "index.json")
         os.replace(tmp_npz, out / "bank.npz")
@@ -458,12 +480,16 @@ def load_bank(folder: str | os.PathLike) -> ExemplarBank:
             bank = ExemplarBank(emotions=z["emotions"].astype(str), actors=z["actors"].astype(str),
                                 expressions=z["expressions"].astype(np.float32),
                                 deltas=z["deltas"].astype(np.float32), details=z["details"].astype(np.float32),
-                                crops=z["crops"].astype(str), root=root)
+                                crops=z["crops"].astype(str), root=root,
+                                brow_offsets=z["brow_offsets"].astype(np.float32) if version >= 2 else None)
     except (KeyError, ValueError, OSError) as err:
         raise ModelFileError(f"{path}: not an exemplar bank ({err}); rebuild it with `ned exemplars build`") from err
-    if version != BANK_VERSION:
+    if version not in (1, BANK_VERSION):
         raise ModelFileError(f"{path}: bank version {version}, expected {BANK_VERSION}; rebuild it with "
                              "`ned exemplars build`")
+    if version == 1:
+        logger.warning("%s: a version-1 bank holds no brow motion; rebuild it with `ned exemplars build` "
+                       "to transfer the exemplars' brow shapes too", path)
     if names != [b.name for b in Blendshape]:
         raise ModelFileError(f"{path}: built for other blendshapes; rebuild it with `ned exemplars build`")
     return bank
@@ -497,11 +523,14 @@ def bank_from_frames(neutral: Sequence[tuple[np.ndarray, np.ndarray]],
         raise ValueError("give at least one neutral frame")
     raster = uv_raster(options.texture_size)
     neutral_uv = [luminance_uv(img, pts, raster) for img, pts in neutral]
+    neutral_base = np.median(np.stack(neutral_uv), axis=0)
     base = np.zeros(len(Blendshape), np.float32) if neutral_expression is None else \
         np.asarray(neutral_expression, np.float32)
-    details, exprs, deltas = [], [], []
+    details, brows, exprs, deltas = [], [], [], []
     for img, pts, expr in frames:
-        details.append(detail_map(neutral_uv, luminance_uv(img, pts, raster), raster, options))
+        emotion_uv = luminance_uv(img, pts, raster)
+        details.append(detail_map(neutral_uv, emotion_uv, raster, options))
+        brows.append(brow_offset(neutral_base, emotion_uv, raster))
         exprs.append(np.asarray(expr, np.float32))
         deltas.append(emotion_delta(base, expr))
     m = len(details)
@@ -510,7 +539,8 @@ def bank_from_frames(neutral: Sequence[tuple[np.ndarray, np.ndarray]],
                         expressions=np.stack(exprs) if m else np.zeros((0, len(Blendshape)), np.float32),
                         deltas=np.stack(deltas) if m else np.zeros((0, len(Blendshape)), np.float32),
                         details=np.stack(details) if m else np.zeros((0, raster.size, raster.size), np.float32),
-                        crops=np.array([""] * m), root=Path())
+                        crops=np.array([""] * m), root=Path(),
+                        brow_offsets=np.stack(brows) if m else np.zeros((0, NUM_VERTICES, 2), np.float32))
 
 
 def concat_banks(banks: Sequence[ExemplarBank]) -> ExemplarBank:
@@ -531,7 +561,13 @@ def concat_banks(banks: Sequence[ExemplarBank]) -> ExemplarBank:
                         expressions=np.concatenate([b.expressions for b in banks]),
                         deltas=np.concatenate([b.deltas for b in banks]),
                         details=np.concatenate([b.details for b in banks if len(b)]),
-                        crops=np.concatenate([b.crops for b in banks]), root=banks[0].root)
+                        crops=np.concatenate([b.crops for b in banks]), root=banks[0].root,
+                        brow_offsets=np.concatenate([_brows_or_zeros(b) for b in banks]))
+
+
+def _brows_or_zeros(bank: ExemplarBank) -> np.ndarray:
+    """A bank's brow offsets, zeros for a bank without them: ``(M, 468, 2) float32``."""
+    return bank.brow_offsets if bank.brow_offsets is not None else np.zeros((len(bank), NUM_VERTICES, 2), np.float32)
 
 
 def iter_exemplar_images(bank: ExemplarBank) -> Iterable[tuple[str, np.ndarray]]:

@@ -65,11 +65,14 @@ class ReferenceFrame:
         image: ``(H, W, 3) uint8`` RGB frame or aligned crop.
         points: ``(>= 468, 2|3) float32`` its mesh in its pixels.
         expression: ``(K,) float32`` its fitted weights, or None when unknown.
+        brow_offset: ``(468, 2) float32`` how its brows moved against its mesh from the
+            actor's neutral face, canonical IOD (:mod:`ned.appearance.brows`), or None.
     """
 
     image: np.ndarray
     points: np.ndarray
     expression: np.ndarray | None = None
+    brow_offset: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         check_array(self.image, "H W 3", np.uint8, name="ReferenceFrame.image")
@@ -78,6 +81,8 @@ class ReferenceFrame:
             raise ValueError(f"ReferenceFrame.points: expected shape (>= 468, 2|3), got {pts.shape}")
         if self.expression is not None:
             check_array(np.asarray(self.expression), f"{_K}", name="ReferenceFrame.expression")
+        if self.brow_offset is not None:
+            check_array(np.asarray(self.brow_offset), "468 2", name="ReferenceFrame.brow_offset")
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,11 @@ class ExpressionAppearance:
         self._detail: np.ndarray | None = None
         self._blend_key: bytes | None = None  # the last maps.blend input and output
         self._blend: np.ndarray | None = None
+
+    @property
+    def neutral_expression(self) -> np.ndarray | None:
+        """``(K,) float32`` mean weights of the reference's neutral frames (None without them)."""
+        return self._neutral_expression
 
     @property
     def maps(self) -> AppearanceMaps:

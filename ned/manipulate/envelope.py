@@ -11,7 +11,7 @@ pass the motion of :data:`LIMITED_SHAPES` through :func:`limit_lower_face`, whic
 motion up to 80 % of the limit, then bends smoothly (``tanh``) towards the limit. Brows
 and lids keep the reference's full motion.
 
-Measured with ``ned evaluate-suite`` on the MEAD crops (default limit 0.62 IOD, knee 0.8;
+Measured with ``ned evaluate-suite`` on the MEAD crops (limit 0.62 IOD, knee 0.8;
 reference mode with the reference's neutral clip). W009 acting like M030: identity
 distance angry 0.36 -> 0.25, disgusted 0.48 -> 0.27, happy 0.44 -> 0.23, sad 0.48 -> 0.34;
 FER2013 recognition sad 0.79 -> 0.91 and angry 0.13 -> 0.18 (the grimace read as another
@@ -19,6 +19,9 @@ emotion), happy 0.98 -> 0.56. M030 acting like W009 (whose lower face moves less
 0.66 -> 0.56, identity <= 0.25 before and after. One number for the whole lower face
 cannot tell a smile's corner pull (cheap in identity) from lip stretch and press (costly);
 when the emotion is named, :func:`limit_emotion_motion` can, and counts a smile's pull less.
+The default became 0.58 when reference and bank edits began to take the brows' shape too
+(:mod:`ned.appearance.brows`), which moves the identity embedding as well: W009 acting like
+M030's sad went 0.345 -> 0.359 with the brows at 0.62, 0.343 at 0.58 (FER2013 0.92 -> 0.95).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ __all__ = ["LIMITED_SHAPES", "DEFAULT_TRANSFER_LIMIT_IOD", "lower_face_motion", 
 #: The emotion shapes of the lower and mid face: the mouth's, the nose wrinkle, the cheeks.
 LIMITED_SHAPES: tuple[Blendshape, ...] = MOUTH_EMOTION_SHAPES + (
     Blendshape.NOSE_WRINKLE, Blendshape.CHEEK_RAISE_L, Blendshape.CHEEK_RAISE_R)
-DEFAULT_TRANSFER_LIMIT_IOD = 0.62
+DEFAULT_TRANSFER_LIMIT_IOD = 0.58
 #: motion up to this fraction of the limit passes unchanged
 KNEE_FRACTION = 0.8
 #: how much a named smile's lip-corner pull counts towards the limit (see limit_emotion_motion)

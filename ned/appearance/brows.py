@@ -1,0 +1,237 @@
+"""Brow motion the face mesh misses, measured on a reference actor and added to an edit.
+
+MediaPipe's mesh follows the eyebrows loosely: in the mesh's texture space (where a point
+of the mesh stays put whatever the expression) a reference actor's brows still move
+between the neutral and the emotion frames. On the MEAD crops (dense optical flow between
+the textures, median over each clip) W009's inner brows rise 0.05-0.06 IOD and draw
+together in sadness while the outer ends drop 0.03 (the oblique "grief" brow), M030's
+inner brows drop 0.08-0.09 IOD in anger and rise 0.07-0.085 in surprise and fear. The
+rig's weights, fitted to the mesh, hold none of that, so an edit that copies the weights
+keeps the target's own brow shape. Here:
+
+- :func:`brow_offset` measures it on one reference frame: the flow of the emotion
+  texture against the neutral one (luminance, :func:`texture_flow`), its median in a small
+  patch at each brow vertex, less the median at the rigid vertices (eye corners, nose
+  bridge: what misregistration moves everything by), clamped to :data:`MAX_OFFSET_IOD`,
+  spread to the forehead and brow-lid fold around with a fall-off over
+  :data:`FALLOFF_IOD` (never to the eyelids or the face outline, which other steps own);
+- :func:`with_brow_offsets` measures every kept frame of a reference clip and smooths the
+  result over :data:`SMOOTH_FRAMES` kept frames;
+- exemplar banks store each exemplar's offset (:mod:`ned.appearance.exemplars`);
+- :func:`frame_brow_offsets` picks each edited frame's offset (its reference frame's, or
+  the blend of the bank's exemplars that lend it detail), scaled by how much of that
+  emotion change the frame takes (:func:`ned.appearance.hook.detail_weight`), and
+  :func:`add_brow_motion` moves the edit's destination landmarks by it (pose-aware).
+
+The offsets are in canonical units (IOD, ``x`` right, ``y`` down): texture space is a
+frontal, isotropic projection of the canonical mesh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from ned.appearance.hook import AppearanceFrame, ExpressionAppearance, ReferenceFrame, detail_weight, emotion_delta
+from ned.appearance.ratio import luminance_uv
+from ned.appearance.texture import UVRaster
+from ned.morph.topology import NUM_VERTICES, Topology, load_topology
+from ned.types import check_array
+
+__all__ = ["MAX_OFFSET_IOD", "FALLOFF_IOD", "SMOOTH_FRAMES", "texture_flow", "brow_offset", "with_brow_offsets",
+           "frame_brow_offsets", "add_brow_motion", "with_brow_motion"]
+
+#: the largest brow offset taken from a reference (IOD). Brow shape is much of what makes a
+#: face look like somebody: W009 acting like M030's disgust moved dlib's identity embedding
+#: 0.330 -> 0.382 with his offsets whole (up to 0.09 IOD), 0.355 capped at 0.05.
+MAX_OFFSET_IOD = 0.05
+#: how far (IOD, in texture space) from the brows the offset fades to zero
+FALLOFF_IOD = 0.3
+#: half-size of the patch whose median flow is a brow vertex's offset (IOD)
+PATCH_IOD = 0.04
+#: kept reference frames averaged (centred) to smooth the offsets over time
+SMOOTH_FRAMES = 5
+_BROW_GROUPS = ("brow_r", "brow_l")
+_STILL_GROUPS = ("eye_r", "eye_l", "eye_r_upper", "eye_l_upper", "eye_r_lower", "eye_l_lower",
+                 "face_oval", "face_outline")
+
+
+def texture_flow(neutral: np.ndarray, emotion: np.ndarray, iod_texels: float) -> np.ndarray:
+    """Dense optical flow (Farneback) from a neutral luminance texture to an emotion one.
+
+    Args:
+        neutral, emotion: ``(S, S)`` luminance textures in [0, 1] (:func:`luminance_uv`).
+        iod_texels: the IOD in texels (sets the window: about 0.2 IOD).
+
+    Returns:
+        ``(S, S, 2) float32`` texels: content at ``p`` in ``neutral`` is at ``p + flow[p]``
+        in ``emotion`` (``x`` right, ``y`` down).
+    """
+    check_array(np.asarray(neutral), "S S", name="neutral")
+    check_array(np.asarray(emotion), f"{np.shape(neutral)[0]} {np.shape(neutral)[1]}", name="emotion")
+    u8 = [np.clip(np.asarray(t, np.float32) * 255.0, 0, 255).astype(np.uint8) for t in (neutral, emotion)]
+    window = max(5, int(round(0.2 * iod_texels)) | 1)
+    return cv2.calcOpticalFlowFarneback(u8[0], u8[1], None, 0.5, 3, window, 5, 5, 1.2, 0)
+
+
+@functools.lru_cache(maxsize=4)
+def _layout(raster: UVRaster, topology: Topology) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Brow vertex ids ``(B,)``, rigid vertex ids ``(R,)`` and the spread matrix ``(468, B)``
+    (row ``v``: how vertex ``v`` follows each brow vertex; rows sum to its fall-off)."""
+    brows = np.unique(np.concatenate([topology.group(g) for g in _BROW_GROUPS])).astype(np.int64)
+    rigid = np.asarray(topology.group("rigid"), np.int64)
+    uv = raster.uv_px / raster.iod_texels  # IOD
+    dist = np.linalg.norm(uv[:, None, :] - uv[None, brows, :], axis=-1)  # (468, B)
+    near = np.exp(-0.5 * (dist / 0.08) ** 2)
+    near /= near.sum(axis=1, keepdims=True)
+    falloff = np.clip(1.0 - dist.min(axis=1) / FALLOFF_IOD, 0.0, 1.0) ** 2
+    still = np.unique(np.concatenate([topology.group(g) for g in _STILL_GROUPS]))
+    falloff[still] = 0.0
+    falloff[brows] = 1.0
+    spread = (near * falloff[:, None]).astype(np.float32)
+    for arr in (brows, rigid, spread):
+        arr.setflags(write=False)
+    return brows, rigid, spread
+
+
+def _patch_median(flow: np.ndarray, centres: np.ndarray, half: int) -> np.ndarray:
+    """Median flow ``(N, 2)`` in square patches of half-size ``half`` around texel centres ``(N, 2)``."""
+    s = flow.shape[0]
+    out = np.zeros((len(centres), 2), np.float32)
+    for i, (x, y) in enumerate(np.round(centres).astype(int)):
+        patch = flow[max(y - half, 0):min(y + half + 1, s), max(x - half, 0):min(x + half + 1, s)]
+        out[i] = np.median(patch.reshape(-1, 2), axis=0) if patch.size else 0.0
+    return out
+
+
+def brow_offset(neutral_texture: np.ndarray, emotion_texture: np.ndarray, raster: UVRaster,
+                topology: Topology | None = None) -> np.ndarray:
+    """How a reference frame's brows moved against its mesh, relative to its neutral face.
+
+    Args:
+        neutral_texture, emotion_texture: ``(S, S)`` luminance textures of the reference's
+            neutral face (e.g. a per-texel median of several) and of the emotion frame.
+        raster: texture tables of size ``S``.
+        topology: default the packaged one.
+
+    Returns:
+        ``(468, 2) float32`` canonical offsets (IOD, ``x`` right, ``y`` down); zero away from
+        the brows and on the eyelids and face outline.
+    """
+    topology = topology or load_topology()
+    brows, rigid, spread = _layout(raster, topology)
+    flow = texture_flow(neutral_texture, emotion_texture, raster.iod_texels)
+    half = max(1, int(round(PATCH_IOD * raster.iod_texels)))
+    at_brows = _patch_median(flow, raster.uv_px[brows], half)
+    drift = np.median(_patch_median(flow, raster.uv_px[rigid], half), axis=0)
+    offsets = (at_brows - drift) / np.float32(raster.iod_texels)
+    size = np.linalg.norm(offsets, axis=1, keepdims=True)
+    offsets *= np.minimum(1.0, MAX_OFFSET_IOD / np.maximum(size, 1e-9)).astype(np.float32)
+    return (spread @ offsets).astype(np.float32)
+
+
+def _smooth(offsets: np.ndarray, frames: int) -> np.ndarray:
+    """Centred moving average of ``(V, 468, 2)`` over ``frames`` (edge-replicated)."""
+    if frames <= 1 or len(offsets) < 2:
+        return offsets
+    pad = frames // 2
+    padded = np.concatenate([np.repeat(offsets[:1], pad, 0), offsets, np.repeat(offsets[-1:], pad, 0)])
+    kernel = np.ones(2 * pad + 1, np.float32) / (2 * pad + 1)
+    return np.apply_along_axis(lambda x: np.convolve(x, kernel, mode="valid"), 0, padded).astype(np.float32)
+
+
+def with_brow_offsets(frames: Sequence[ReferenceFrame], neutral: Sequence[ReferenceFrame], raster: UVRaster,
+                      topology: Topology | None = None) -> tuple[ReferenceFrame, ...]:
+    """A reference clip's kept frames (in time order) with ``brow_offset`` measured against
+    its neutral frames and smoothed over :data:`SMOOTH_FRAMES` (unchanged without neutral frames)."""
+    if not neutral or not frames:
+        return tuple(frames)
+    base = np.median(np.stack([luminance_uv(r.image, r.points, raster) for r in neutral]), axis=0).astype(np.float32)
+    offsets = np.stack([brow_offset(base, luminance_uv(f.image, f.points, raster), raster, topology) for f in frames])
+    offsets = _smooth(offsets, SMOOTH_FRAMES)
+    return tuple(dataclasses.replace(f, brow_offset=o) for f, o in zip(frames, offsets))
+
+
+def frame_brow_offsets(payloads: Callable[[int], AppearanceFrame], num_frames: int,
+                       appearance: ExpressionAppearance) -> np.ndarray | None:
+    """Per target frame, the brow offset of what lends it detail (its reference frame, else
+    the exemplars of ``appearance.bank`` that :meth:`ExemplarBank.blend` picks), times how
+    much of that emotion change the frame takes (:func:`ned.appearance.hook.detail_weight`;
+    1 when the reference's weights are unknown).
+
+    Args:
+        payloads: the edit's per-frame :class:`AppearanceFrame` (as given to the renderer).
+        num_frames: T.
+        appearance: the edit's appearance step (its mode, bank and reference neutral).
+
+    Returns:
+        ``(T, 468, 2) float32`` canonical IOD, or None when no frame has an offset (also in
+        the ``maps`` and ``off`` modes, which take nothing from references or exemplars).
+    """
+    if appearance.options.mode not in ("auto", "reference"):
+        return None
+    bank, neutral = appearance.bank, appearance.neutral_expression
+    out = np.zeros((num_frames, NUM_VERTICES, 2), np.float32)
+    found = False
+    for t in range(num_frames):
+        p = payloads(t)
+        delta = emotion_delta(p.source_expression, p.target_expression)
+        ref = p.reference
+        if ref is not None:
+            offset = ref.brow_offset
+            lent = emotion_delta(neutral, ref.expression) if ref.expression is not None and neutral is not None else None
+        elif bank is not None and len(bank):
+            offset, lent = bank.blend_brows(delta, p.emotion, appearance.options.exemplars)
+        else:
+            continue
+        if offset is None:
+            continue
+        found = True
+        out[t] = np.float32(1.0 if lent is None else detail_weight(delta, lent)) * offset
+    return out if found else None
+
+
+def add_brow_motion(landmarks: np.ndarray, offsets: np.ndarray, rotation: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Move landmarks by canonical brow offsets through each frame's pose.
+
+    Args:
+        landmarks: ``(T, N >= 468, 3)`` frame pixels (NaN rows where no face stay NaN).
+        offsets: ``(T, 468, 2)`` canonical IOD (:func:`frame_brow_offsets`).
+        rotation: ``(T, 3, 3)`` and scale ``(T,)``: canonical -> frame (the fits' poses).
+
+    Returns:
+        ``(T, N, 3) float32``; only the first 468 points move.
+    """
+    lm = np.array(landmarks, np.float32, copy=True)
+    t = len(lm)
+    check_array(offsets, f"{t} {NUM_VERTICES} 2", name="offsets")
+    check_array(rotation, f"{t} 3 3", name="rotation")
+    d3 = np.concatenate([offsets, np.zeros((t, NUM_VERTICES, 1), np.float32)], axis=2).astype(np.float64)
+    moved = np.asarray(scale, np.float64)[:, None, None] * np.matmul(d3, np.transpose(rotation, (0, 2, 1)))
+    lm[:, :NUM_VERTICES] += moved.astype(np.float32)
+    return lm
+
+
+def with_brow_motion(landmarks: np.ndarray, valid: np.ndarray, rotation: np.ndarray, scale: np.ndarray,
+                     payloads: Callable[[int], AppearanceFrame], appearance: ExpressionAppearance | None) -> np.ndarray:
+    """An edit's destination landmarks with the brow motion of whatever lends its frames
+    detail (:func:`frame_brow_offsets`); the input itself when nothing does.
+
+    Args:
+        landmarks: ``(T, N >= 468, 3)`` destination landmarks, frame pixels.
+        valid: ``(T,) bool`` frames with a face; rotation ``(V, 3, 3)`` and scale ``(V,)``
+            their poses (``V = valid.sum()``).
+        payloads, appearance: the edit's appearance payloads and step (None: no step).
+    """
+    if appearance is None:
+        return landmarks
+    offsets = frame_brow_offsets(payloads, len(landmarks), appearance)
+    if offsets is None:
+        return landmarks
+    out = np.array(landmarks, np.float32, copy=True)
+    out[valid] = add_brow_motion(out[valid], offsets[valid], rotation, scale)
+    return out
