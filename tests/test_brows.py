@@ -86,6 +86,15 @@ def test_unchanged_or_globally_misregistered_textures_give_no_brow_motion():
     assert np.abs(shifted[brows]).max() < 1.0 / raster.iod_texels
 
 
+def test_a_change_of_lighting_is_not_brow_motion():
+    raster = uv_raster(S)
+    brows, _ = _brow_rows()
+    rows = np.arange(S, dtype=np.float32)[:, None]
+    light = 1.0 + 0.5 * np.exp(-0.5 * ((rows - 20.0) / (0.25 * raster.iod_texels)) ** 2)  # a lit band above the brows
+    # (read as 0.2 texel of motion on the raw luminance, 0.075 on the detail)
+    assert np.abs(brow_offset(_texture(), _texture() * light, raster)[brows]).max() < 0.12 / raster.iod_texels
+
+
 def test_a_mismatch_is_clamped():
     raster = uv_raster(S)
     offsets = brow_offset(_texture(), _texture(brow_shift=(0.0, -30.0)), raster)

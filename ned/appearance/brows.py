@@ -61,7 +61,8 @@ _STILL_GROUPS = ("eye_r", "eye_l", "eye_r_upper", "eye_l_upper", "eye_r_lower", 
 
 
 def texture_flow(neutral: np.ndarray, emotion: np.ndarray, iod_texels: float) -> np.ndarray:
-    """Dense optical flow (Farneback) from a neutral luminance texture to an emotion one.
+    """Dense optical flow (Farneback) from a neutral luminance texture to an emotion one,
+    on their detail (each less its blur: lighting that changed between them is not motion).
 
     Args:
         neutral, emotion: ``(S, S)`` luminance textures in [0, 1] (:func:`luminance_uv`).
@@ -71,11 +72,19 @@ def texture_flow(neutral: np.ndarray, emotion: np.ndarray, iod_texels: float) ->
         ``(S, S, 2) float32`` texels: content at ``p`` in ``neutral`` is at ``p + flow[p]``
         in ``emotion`` (``x`` right, ``y`` down).
     """
-    check_array(np.asarray(neutral), "S S", name="neutral")
+    check_array(np.asarray(neutral), "H W", name="neutral")
     check_array(np.asarray(emotion), f"{np.shape(neutral)[0]} {np.shape(neutral)[1]}", name="emotion")
-    u8 = [np.clip(np.asarray(t, np.float32) * 255.0, 0, 255).astype(np.uint8) for t in (neutral, emotion)]
+    u8 = [_detail_u8(t, iod_texels) for t in (neutral, emotion)]
     window = max(5, int(round(0.2 * iod_texels)) | 1)
     return cv2.calcOpticalFlowFarneback(u8[0], u8[1], None, 0.5, 3, window, 5, 5, 1.2, 0)
+
+
+def _detail_u8(texture: np.ndarray, iod_texels: float) -> np.ndarray:
+    """``(H, W) uint8`` a texture's detail: less its blur over 0.15 IOD (so a change of
+    lighting between the two frames is not read as motion), x3 around mid-grey."""
+    t = np.asarray(texture, np.float32)
+    detail = t - cv2.GaussianBlur(t, (0, 0), 0.15 * iod_texels)
+    return np.clip(127.5 + 3.0 * 255.0 * detail, 0, 255).astype(np.uint8)
 
 
 @functools.lru_cache(maxsize=4)
@@ -100,10 +109,10 @@ def _layout(raster: UVRaster, topology: Topology) -> tuple[np.ndarray, np.ndarra
 
 def _patch_median(flow: np.ndarray, centres: np.ndarray, half: int) -> np.ndarray:
     """Median flow ``(N, 2)`` in square patches of half-size ``half`` around texel centres ``(N, 2)``."""
-    s = flow.shape[0]
+    h, w = flow.shape[:2]
     out = np.zeros((len(centres), 2), np.float32)
     for i, (x, y) in enumerate(np.round(centres).astype(int)):
-        patch = flow[max(y - half, 0):min(y + half + 1, s), max(x - half, 0):min(x + half + 1, s)]
+        patch = flow[max(y - half, 0):min(y + half + 1, h), max(x - half, 0):min(x + half + 1, w)]
         out[i] = np.median(patch.reshape(-1, 2), axis=0) if patch.size else 0.0
     return out
 
@@ -124,7 +133,10 @@ def brow_offset(neutral_texture: np.ndarray, emotion_texture: np.ndarray, raster
     """
     topology = topology or load_topology()
     brows, rigid, spread = _layout(raster, topology)
-    flow = texture_flow(neutral_texture, emotion_texture, raster.iod_texels)
+    # only the rows down to the lowest vertex read (the nose bridge) and half an IOD more, so
+    # that the flow there does not feel the cut (about 0.7 of the texture at S = 192)
+    rows = min(raster.size, int(np.ceil(raster.uv_px[np.concatenate([brows, rigid]), 1].max() + 0.5 * raster.iod_texels)))
+    flow = texture_flow(np.asarray(neutral_texture)[:rows], np.asarray(emotion_texture)[:rows], raster.iod_texels)
     half = max(1, int(round(PATCH_IOD * raster.iod_texels)))
     at_brows = _patch_median(flow, raster.uv_px[brows], half)
     drift = np.median(_patch_median(flow, raster.uv_px[rigid], half), axis=0)
