@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         NAME,
         help=HELP,
         description=(
-            "Build a bank of expression exemplars (aligned face crops, meshes, expression weights and "
-            "band-limited detail maps relative to each actor's neutral frames) from a folder of labelled "
+            "Build a bank of expression exemplars (aligned face crops, meshes, expression weights, "
+            "band-limited detail maps and brow shapes relative to each actor's neutral frames) from a folder of labelled "
             "emotion clips: a MEAD tree (<actor>/video/<view>/<emotion>/level_<k>/<nnn>.mp4), MEAD-style "
             "names (<actor>_<view>_<emotion>_level<k>_<nnn>.mp4) or a CSV with columns path,emotion[,actor]. "
             "Each actor needs a neutral clip. Use the bank with --exemplars <bank dir>."
