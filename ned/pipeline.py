@@ -35,11 +35,12 @@ from tqdm import tqdm
 
 from ned import __version__
 from ned.errors import InputError
-from ned.appearance.brows import with_brow_motion, with_brow_offsets
+from ned.appearance.brows import load_label_brows, with_brow_motion, with_brow_offsets
 from ned.appearance.options import AppearanceOptions
 from ned.appearance.pipeline import load_reference_clip, plan_appearance
 from ned.appearance.texture import uv_raster
 from ned.face.tracker import FaceTracker, TrackOptions
+from ned.manipulate.emotions import load_emotion_targets
 from ned.manipulate.plan import ManipulationSpec, plan_expressions
 from ned.media import (
     EncodeOptions,
@@ -305,7 +306,10 @@ def edit_analysed(analysis: ClipAnalysis, source: Path, output: Path, options: E
         options=options.appearance, exemplars=options.exemplars, references=ref_clips,
         own_footage=(source, analysis.landmarks) if options.own_frames else None)
     if payloads is not None:
-        dst = with_brow_motion(dst, analysis.valid, analysis.fits.rotation, analysis.fits.scale, payloads, appearance)
+        label = None if spec.references else load_label_brows(load_emotion_targets(),
+                                                               uv_raster(options.appearance.texture_size))
+        dst = with_brow_motion(dst, analysis.valid, analysis.fits.rotation, analysis.fits.scale, payloads, appearance,
+                               label)
     comment = provenance_comment(spec)
     edited = render_video(source, output, analysis.landmarks, dst, make_renderer(options.render, appearance),
                           info=analysis.info, encode=options.encode, comment=comment, quiet=options.quiet,

@@ -14,6 +14,7 @@ from ned.appearance.brows import (
     add_brow_motion,
     brow_offset,
     frame_brow_offsets,
+    load_label_brows,
     with_brow_motion,
     with_brow_offsets,
 )
@@ -195,3 +196,42 @@ def test_with_brow_motion_moves_only_valid_frames_near_the_brows():
     others = np.setdiff1d(np.arange(478), brows)
     assert np.array_equal(out[:, others], dst[:, others]) and np.array_equal(out[1], dst[1])
     assert with_brow_motion(dst, valid, rotation, scale, payloads, None) is dst
+
+
+def test_label_mode_adds_the_emotions_calibrated_brow_shape():
+    """The packaged shapes load; a frame taking half of the sad target gets half of sad's shape,
+    a frame of another emotion none of it; the maps mode keeps them (they are built in), off drops them."""
+    from ned.manipulate.emotions import load_emotion_targets
+
+    raster, targets = uv_raster(S), load_emotion_targets()
+    label = load_label_brows(targets, raster)
+    assert {"angry", "sad", "fear", "surprised"} <= set(label.offsets)
+    brows, still = _brow_rows()
+    sad = label.offsets["sad"]
+    assert np.abs(sad[brows]).max() > 0.005 and np.abs(sad[still]).max() == 0.0
+    k = len(Blendshape)
+    source = np.zeros(k, np.float32)
+    frames = [AppearanceFrame(source, 0.5 * targets.offset("sad"), 0, emotion="sad"),
+              AppearanceFrame(source, source, 1, emotion="sad"),
+              AppearanceFrame(source, targets.offset("happy"), 2, emotion="neutral")]
+    for mode in ("auto", "maps"):
+        offsets = frame_brow_offsets(lambda t: frames[t], 3, ExpressionAppearance(AppearanceOptions(mode=mode)), label)
+        assert offsets[0] == pytest.approx(0.5 * sad, abs=1e-6)
+        assert not offsets[1:].any()
+    assert frame_brow_offsets(lambda t: frames[t], 3, ExpressionAppearance(AppearanceOptions(mode="off")), label) is None
+
+
+def test_a_bad_brow_shapes_file_is_a_clear_error(tmp_path):
+    from ned.errors import ModelFileError
+    from ned.manipulate.emotions import load_emotion_targets
+
+    raster, targets = uv_raster(S), load_emotion_targets()
+    bad = tmp_path / "brows.json"
+    bad.write_text('{"vertices": [1, 2], "emotions": {"sad": [[0, 0], [0, 0]]}}')
+    with pytest.raises(ModelFileError, match="calibrate_brows"):
+        load_label_brows(targets, raster, bad)
+    bad.write_text("not json")
+    with pytest.raises(ModelFileError, match="calibrate_brows"):
+        load_label_brows(targets, raster, bad)
+    with pytest.raises(ModelFileError):
+        load_label_brows(targets, raster, tmp_path / "missing.json")
