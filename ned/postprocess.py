@@ -22,7 +22,9 @@ from ned.face.mask import face_mask
 from ned.layout import CelebLayout, atomic_write_image
 from ned.manipulate.celeb import clip_frames, load_face3d, preprocess_state
 from ned.appearance.options import AppearanceOptions
-from ned.appearance.brows import with_brow_motion
+from ned.appearance.brows import load_label_brows, with_brow_motion
+from ned.appearance.texture import uv_raster
+from ned.manipulate.emotions import canonical_emotion, load_emotion_targets
 from ned.appearance.pipeline import plan_appearance
 from ned.media import EncodeOptions, probe
 from ned.pipeline import make_renderer, render_video
@@ -107,8 +109,16 @@ def postprocess_celeb(celeb: str | Path, exp_name: str, options: PostprocessOpti
         raise InputError(f"{exp}/face3d is missing: run `ned manipulate {layout.root} --exp_name {exp_name} "
                          "--trg_emotions <emotion>` first")
     state = preprocess_state(layout, ("test",))
-    request = json.loads((exp / "manipulation.json").read_text()).get("request", "") \
-        if (exp / "manipulation.json").exists() else exp_name
+    manifest = json.loads((exp / "manipulation.json").read_text()) if (exp / "manipulation.json").exists() else {}
+    request = manifest.get("request", "") if manifest else exp_name
+    # label mode's segments (manifests older than this say nothing: no emotion per frame)
+    try:
+        emotions = tuple(canonical_emotion(str(e)) for e in manifest.get("emotions", ()))
+        transition_s = float(manifest.get("transition_s", 0.0))
+    except (InputError, TypeError, ValueError) as err:
+        raise InputError(f"{exp / 'manipulation.json'}: bad emotions or transition ({err}); run `ned manipulate` "
+                         "again") from err
+    label = load_label_brows(load_emotion_targets(), uv_raster(options.appearance.texture_size)) if emotions else None
     from ned import __version__
 
     comment = f"edited by ned {__version__}: {request}"
@@ -131,14 +141,14 @@ def postprocess_celeb(celeb: str | Path, exp_name: str, options: PostprocessOpti
             neural.reset()  # temporal conditioning starts afresh with each clip
             renderer, payloads = neural, (lambda t, m=src["crop_from_frame"]: m[t])
         else:
-            appearance, payloads = plan_appearance(src["expression"], dst["expression"], fps=clip.fps, emotions=(),
-                                                   transition_s=0.0, options=options.appearance,
-                                                   exemplars=options.exemplars)
+            appearance, payloads = plan_appearance(src["expression"], dst["expression"], fps=clip.fps,
+                                                   emotions=emotions, transition_s=transition_s,
+                                                   options=options.appearance, exemplars=options.exemplars)
             renderer = make_renderer(options.render, appearance)
-            if payloads is not None:  # an exemplar bank's brow shapes (ned.appearance.brows)
+            if payloads is not None:  # brow shapes: an exemplar bank's or the calibrated ones (ned.appearance.brows)
                 valid = np.isfinite(src["landmarks"]).all(axis=(1, 2)) & np.isfinite(dst["landmarks"]).all(axis=(1, 2))
                 dst = {**dst, "landmarks": with_brow_motion(dst["landmarks"], valid, src["rotation"][valid],
-                                                            src["scale"][valid], payloads, appearance)}
+                                                            src["scale"][valid], payloads, appearance, label)}
         render_video(video, out, src["landmarks"], dst["landmarks"], renderer, info=info, encode=options.encode,
                      comment=comment, quiet=options.quiet, payloads=payloads,
                      on_frame=_frame_writer(exp, clip.first_frame, src, dst, options.crop_size))

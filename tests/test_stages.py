@@ -235,3 +235,30 @@ def test_manipulate_with_a_learned_checkpoint(celeb, tmp_path):
     assert not np.array_equal(a["expression"], a["source_expression"])
     kept = [int(k) for k in KEPT_SHAPES]
     assert np.allclose(a["expression"][kept], a["source_expression"][kept])  # speech kept
+
+
+def test_postprocess_gives_label_frames_their_emotion(celeb, monkeypatch):
+    """The staged path renders like `ned edit`: postprocess reads the label segments that
+    manipulate recorded, so its appearance step picks exemplars and brow shapes by emotion."""
+    import json
+
+    import ned.postprocess as post
+
+    out = manipulate_celeb(celeb, "sad_then_angry", _spec("sad", "angry"), quiet=True)
+    manifest = json.loads((out / "manipulation.json").read_text())
+    assert manifest["emotions"] == ["sad", "angry"] and manifest["transition_s"] == 0.5
+    seen = {}
+    real = post.with_brow_motion
+
+    def spy(landmarks, valid, rotation, scale, payloads, appearance, label=None):
+        seen["emotions"] = [payloads(t).emotion for t in (0, len(landmarks) - 1)]
+        seen["label"] = label
+        return real(landmarks, valid, rotation, scale, payloads, appearance, label)
+
+    monkeypatch.setattr(post, "with_brow_motion", spy)
+    postprocess_celeb(celeb, "sad_then_angry")
+    assert seen["emotions"] == ["sad", "angry"] and "sad" in seen["label"].offsets
+    manifest["emotions"] = ["bored"]
+    (out / "manipulation.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="manipulation.json"):
+        postprocess_celeb(celeb, "sad_then_angry")

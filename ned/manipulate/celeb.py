@@ -268,5 +268,7 @@ def manipulate_celeb(celeb: str | Path, exp_name: str, spec: ManipulationSpec, *
             "version": __version__, "request": spec.describe(), "seed": spec.seed,
             "references": [str(r) for r in ref_dirs], "frames": int(state["frames"]),
             "reference_neutral": str(spec.reference_neutral) if spec.reference_neutral is not None else None,
-            "transfer_limit_iod": spec.transfer_limit, "lid_closure": spec.lid_closure})
+            "transfer_limit_iod": spec.transfer_limit, "lid_closure": spec.lid_closure,
+            # label mode's segments, for postprocess's appearance step (exemplars and brows by emotion)
+            "emotions": [] if ref_dirs else [s.name for s in spec.segments], "transition_s": spec.transition_s})
     return final
