@@ -118,8 +118,9 @@ def add_render_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--blend", choices=BLEND_METHODS, default=BlendOptions().method,
                    help="how the edited face is composited into the frame (default laplacian)")
     g.add_argument("--appearance", choices=APPEARANCE_MODES, default=AppearanceOptions().mode,
-                   help="expression appearance after the warp: auto (built-in crease/shading maps, or the "
-                        "reference's / exemplars' detail), maps, reference, off (shape only)")
+                   help="expression appearance: auto (built-in crease/shading maps and calibrated brow shapes, or "
+                        "the reference's / exemplars' detail and brow shapes), maps, reference, off (the weights' "
+                        "shape only, the person's own brows)")
 
 
 _EXEMPLAR_USES = {
