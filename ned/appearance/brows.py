@@ -45,12 +45,14 @@ from typing import Callable, Sequence
 
 import cv2
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from ned.appearance.hook import AppearanceFrame, ExpressionAppearance, ReferenceFrame, detail_weight, emotion_delta
 from ned.appearance.ratio import luminance_uv
 from ned.appearance.texture import UVRaster
 from ned.errors import InputError, ModelFileError
 from ned.manipulate.emotions import EmotionTargets, canonical_emotion
+from ned.morph.fit import pose_displacement
 from ned.morph.topology import NUM_VERTICES, Topology, load_topology
 from ned.types import check_array
 
@@ -185,16 +187,6 @@ def brow_offset(neutral_texture: np.ndarray, emotion_texture: np.ndarray, raster
     return spread_brows(brow_vertex_offsets(neutral_texture, emotion_texture, raster, topology), raster, topology)
 
 
-def _smooth(offsets: np.ndarray, frames: int) -> np.ndarray:
-    """Centred moving average of ``(V, 468, 2)`` over ``frames`` (edge-replicated)."""
-    if frames <= 1 or len(offsets) < 2:
-        return offsets
-    pad = frames // 2
-    padded = np.concatenate([np.repeat(offsets[:1], pad, 0), offsets, np.repeat(offsets[-1:], pad, 0)])
-    kernel = np.ones(2 * pad + 1, np.float32) / (2 * pad + 1)
-    return np.apply_along_axis(lambda x: np.convolve(x, kernel, mode="valid"), 0, padded).astype(np.float32)
-
-
 def with_brow_offsets(frames: Sequence[ReferenceFrame], neutral: Sequence[ReferenceFrame], raster: UVRaster,
                       topology: Topology | None = None) -> tuple[ReferenceFrame, ...]:
     """A reference clip's kept frames (in time order) with ``brow_offset`` measured against
@@ -203,7 +195,7 @@ def with_brow_offsets(frames: Sequence[ReferenceFrame], neutral: Sequence[Refere
         return tuple(frames)
     base = np.median(np.stack([luminance_uv(r.image, r.points, raster) for r in neutral]), axis=0).astype(np.float32)
     offsets = np.stack([brow_offset(base, luminance_uv(f.image, f.points, raster), raster, topology) for f in frames])
-    offsets = _smooth(offsets, SMOOTH_FRAMES)
+    offsets = uniform_filter1d(offsets, SMOOTH_FRAMES, axis=0, mode="nearest")  # centred, edge-replicated
     return tuple(dataclasses.replace(f, brow_offset=o) for f, o in zip(frames, offsets))
 
 
@@ -312,8 +304,7 @@ def add_brow_motion(landmarks: np.ndarray, offsets: np.ndarray, rotation: np.nda
     check_array(offsets, f"{t} {NUM_VERTICES} 2", name="offsets")
     check_array(rotation, f"{t} 3 3", name="rotation")
     d3 = np.concatenate([offsets, np.zeros((t, NUM_VERTICES, 1), np.float32)], axis=2).astype(np.float64)
-    moved = np.asarray(scale, np.float64)[:, None, None] * np.matmul(d3, np.transpose(rotation, (0, 2, 1)))
-    lm[:, :NUM_VERTICES] += moved.astype(np.float32)
+    lm[:, :NUM_VERTICES] += pose_displacement(d3, rotation, np.asarray(scale, np.float64)).astype(np.float32)
     return lm
 
 

@@ -393,7 +393,7 @@ def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_pat
             atomic_write_image(out / "crops" / f"{actor}_neutral_{k:02d}.png", crop)
             neutral_count += 1
         neutral_expr = n_expr[pick].mean(0)
-        neutral_base = np.median(np.stack(neutral_uv), axis=0)
+        neutral_base = np.median(np.stack(neutral_uv), axis=0)  # once, not per exemplar (detail_map takes it too)
         for c in actor_clips:
             if c.emotion == "neutral" or c.path not in tracked:
                 continue
@@ -414,7 +414,7 @@ def build_bank(folder: str | os.PathLike, out_dir: str | os.PathLike, *, csv_pat
                 name = f"crops/{actor}_{c.emotion}_{k:02d}.png"
                 atomic_write_image(out / name, crop)
                 emotion_uv = luminance_uv(crop, pts, raster)
-                details.append(detail_map(neutral_uv, emotion_uv, raster, options.appearance))
+                details.append(detail_map(neutral_base, emotion_uv, raster, options.appearance))
                 brows.append(brow_offset(neutral_base, emotion_uv, raster))
                 expressions.append(expr[i])
                 deltas.append(delta[i])
@@ -529,7 +529,7 @@ def bank_from_frames(neutral: Sequence[tuple[np.ndarray, np.ndarray]],
     details, brows, exprs, deltas = [], [], [], []
     for img, pts, expr in frames:
         emotion_uv = luminance_uv(img, pts, raster)
-        details.append(detail_map(neutral_uv, emotion_uv, raster, options))
+        details.append(detail_map(neutral_base, emotion_uv, raster, options))
         brows.append(brow_offset(neutral_base, emotion_uv, raster))
         exprs.append(np.asarray(expr, np.float32))
         deltas.append(emotion_delta(base, expr))

@@ -46,6 +46,7 @@ __all__ = [
     "corner_elevation",
     "solve_box_qp",
     "apply_expression_delta",
+    "pose_displacement",
     "iris_follow",
 ]
 
@@ -228,9 +229,15 @@ def _sq_norm(x: np.ndarray) -> np.ndarray:
     return x[..., 0] * x[..., 0] + x[..., 1] * x[..., 1] + x[..., 2] * x[..., 2]
 
 
+def pose_displacement(d: np.ndarray, rotation: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Canonical displacements in frame pixels, ``s R d``: ``(T, M, 3)`` for ``d`` ``(M, 3)``
+    or ``(T, M, 3)``, ``rotation`` ``(T, 3, 3)`` and ``scale`` ``(T,)`` (the fits' poses)."""
+    return np.asarray(scale)[:, None, None] * np.matmul(d, np.transpose(rotation, (0, 2, 1)))
+
+
 def _apply_pose(points: np.ndarray, rot: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
     """``s R p + t`` for points (M, 3) or (T, M, 3): (T, M, 3)."""
-    return s[:, None, None] * np.matmul(points, rot.transpose(0, 2, 1)) + t[:, None]
+    return pose_displacement(points, rot, s) + t[:, None]
 
 
 def _invert_pose(points: np.ndarray, rot: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -673,6 +680,5 @@ def apply_expression_delta(
         moved = landmarks[:NUM_VERTICES].astype(np.float64) + fit.pose.scale * d @ fit.pose.rotation.T
     else:
         check_array(landmarks, f"{len(fit)} N 3", name="landmarks")
-        moved = landmarks[:, :NUM_VERTICES].astype(np.float64) + fit.scale[:, None, None] * np.matmul(
-            d, fit.rotation.transpose(0, 2, 1))
+        moved = landmarks[:, :NUM_VERTICES].astype(np.float64) + pose_displacement(d, fit.rotation, fit.scale)
     return iris_follow(landmarks, moved).astype(np.float32)
