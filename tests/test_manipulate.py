@@ -21,9 +21,13 @@ from ned.manipulate.emotions import (
     without_stray_smile,
 )
 from ned.manipulate.label import (
+    LABEL_GAIN,
+    LABEL_LIMIT_IOD,
     MIN_FRAMES,
     ManipulateOptions,
+    label_targets,
     manipulate_labels,
+    strengthen_targets,
     neutral_baseline,
     segment_weights,
     split_dynamics,
@@ -270,6 +274,40 @@ class TestManipulateLabels:
         out = manipulate_labels(src, [EmotionSpec("happy")], FPS)
         assert out.dtype == np.float32 and out.shape == src.shape
         assert out[:, Blendshape.LIP_CORNER_PULL_L].mean() > src[:, Blendshape.LIP_CORNER_PULL_L].mean() + 0.3
+
+
+class TestLabelStrength:
+    """Label mode acts the calibrated expressions LABEL_GAIN times as strongly, its lower face held."""
+
+    def test_stronger_than_the_calibrated_mean(self):
+        calibrated, label = load_emotion_targets(), label_targets()
+        for e in ("fear", "sad", "surprised"):  # small lower-face motion: below the envelope's knee
+            np.testing.assert_allclose(label.offset(e), LABEL_GAIN * calibrated.offset(e), rtol=1e-6, atol=1e-7)
+        brows = [Blendshape.BROW_DOWN_L, Blendshape.BROW_DOWN_R, Blendshape.BROW_INNER_UP_L]
+        np.testing.assert_allclose(label.offset("angry")[brows], LABEL_GAIN * calibrated.offset("angry")[brows], rtol=1e-6)
+        assert label.lid_closure == calibrated.lid_closure
+
+    def test_lower_face_held_within_the_envelope(self):
+        calibrated, label = load_emotion_targets(), label_targets()
+        for e in ("angry", "happy", "disgusted"):
+            strong = lower_face_motion(LABEL_GAIN * calibrated.offset(e)[None].astype(np.float64))[0]
+            held = lower_face_motion(label.offset(e)[None])[0]
+            assert held < strong, e
+        assert lower_face_motion(label.offset("angry")[None])[0] <= LABEL_LIMIT_IOD + 1e-6
+        assert label.meta["label_gain"] == LABEL_GAIN
+
+    def test_default_edit_uses_the_label_targets(self):
+        src = _source()
+        default = manipulate_labels(src, [EmotionSpec("surprised")], FPS)
+        np.testing.assert_array_equal(default, manipulate_labels(src, [EmotionSpec("surprised")], FPS,
+                                                                 targets=label_targets()))
+        mean = manipulate_labels(src, [EmotionSpec("surprised")], FPS, targets=load_emotion_targets())
+        up = Blendshape.UPPER_LID_UP_L
+        assert default[:, up].mean() - src[:, up].mean() > 1.3 * (mean[:, up].mean() - src[:, up].mean())
+
+    def test_bad_gain(self):
+        with pytest.raises(ValueError, match="gain"):
+            strengthen_targets(load_emotion_targets(), gain=0.0)
 
 
 # ---------------------------------------------------------------------------- reference

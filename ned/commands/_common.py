@@ -47,7 +47,8 @@ def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"target emotion(s): {', '.join(EMOTIONS)} (aliases surprise, fearful, disgust); "
                         "several split the clip into consecutive equal parts; 'happy:0.5' sets that part's intensity")
     g.add_argument("--intensity", type=float, default=d.intensity,
-                   help="0 = unchanged, 1 = full, up to 1.5 (multiplies per-part intensities)")
+                   help="0 = unchanged, 1 = full (label mode: 1.5 times the calibrated mean expression of real acted "
+                        "clips, the lower face held), up to 1.5 (multiplies per-part intensities)")
     g.add_argument("--ref", "--ref_dirs", dest="references", nargs="+", action="extend", default=[],
                    metavar="CLIP", help="reference clip(s) whose expressive style to copy (reference-driven); "
                    "with one --emotion naming what they act (e.g. --emotion angry:0.8) their lip-corner pull is dropped "

@@ -17,10 +17,10 @@ from typing import Sequence
 import numpy as np
 
 from ned.errors import InputError, ModelFileError
-from ned.manipulate.emotions import EmotionSpec, EmotionTargets, load_emotion_targets, parse_emotions
+from ned.manipulate.emotions import EmotionSpec, EmotionTargets, parse_emotions
 from ned.manipulate.envelope import DEFAULT_TRANSFER_LIMIT_IOD
 from ned.manipulate.lids import DEFAULT_CLOSURE_LIMIT
-from ned.manipulate.label import MIN_FRAMES, ManipulateOptions, manipulate_labels, segment_weights
+from ned.manipulate.label import MIN_FRAMES, ManipulateOptions, label_targets, manipulate_labels, segment_weights
 from ned.manipulate.reference import manipulate_reference
 
 MANIPULATORS = ("auto", "training-free", "ned")
@@ -109,7 +109,7 @@ class ManipulationSpec:
             return None
         from ned.appearance.exemplars import load_bank
 
-        return load_bank(Path(self.exemplars)).emotion_targets(load_emotion_targets(), self.transfer_limit)
+        return load_bank(Path(self.exemplars)).emotion_targets(label_targets(), self.transfer_limit)
 
 
 def fill_missing_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
