@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,7 +33,15 @@ from ned.manipulate.label import (
     segment_weights,
     split_dynamics,
 )
-from ned.manipulate.envelope import LIMITED_SHAPES, limit_lower_face, lower_face_motion
+from ned.manipulate.envelope import (
+    LIMITED_SHAPES,
+    NO_SMILE_RISE_IOD,
+    SMILE_RISE_IOD,
+    corner_rise,
+    infer_smile,
+    limit_lower_face,
+    lower_face_motion,
+)
 from ned.manipulate.lids import DEFAULT_CLOSURE_LIMIT, add_closure, closure_over_baseline, held_closure
 from ned.manipulate.reference import manipulate_reference, time_map
 from ned.morph.rig import BLINK_SHAPES, EMOTION_SHAPES, KEPT_SHAPES, Blendshape, load_rig, shape_mask
@@ -423,6 +432,52 @@ class TestNamedReferenceEmotion:
         named = plan_expressions(src, ManipulationSpec.from_strings(["angry"], ["ref.mp4"]), [self._angry_with_pull()], FPS)
         bare = plan_expressions(src, ManipulationSpec.from_strings([], ["ref.mp4"]), [self._angry_with_pull()], FPS)
         assert np.all(named[:, pull] == 0) and bare[45, pull].min() > 0.4
+
+
+class TestInferredSmile:
+    """Unnamed references measured from their actor's neutral face: the corners tell a smile."""
+
+    PULL = [Blendshape.LIP_CORNER_PULL_L, Blendshape.LIP_CORNER_PULL_R]
+
+    def _grimace(self) -> np.ndarray:
+        """Pull the fit puts into a grimace, held down by depress and stretch: corners do not rise."""
+        ref = np.zeros((60, K), np.float32)
+        ref[:, self.PULL] = 0.8
+        ref[:, [Blendshape.LIP_CORNER_DEPRESS_L, Blendshape.LIP_CORNER_DEPRESS_R]] = 0.7
+        ref[:, [Blendshape.LIP_STRETCH_L, Blendshape.LIP_STRETCH_R]] = 0.6
+        ref[:, Blendshape.BROW_DOWN_L] = 0.8
+        return ref
+
+    def _grin(self) -> np.ndarray:
+        ref = np.zeros((60, K), np.float32)
+        ref[:, self.PULL] = 1.5
+        ref[:, Blendshape.CHIN_RAISE] = 0.6
+        return ref
+
+    def test_corners_tell_smile_from_grimace(self):
+        assert infer_smile(self._grimace()) is False and infer_smile(self._grin()) is True
+        undecided = np.zeros((60, K), np.float32)
+        undecided[:, self.PULL] = (SMILE_RISE_IOD + NO_SMILE_RISE_IOD) / 2 / corner_rise(np.eye(K, dtype=np.float32)[self.PULL].sum(0))
+        assert infer_smile(undecided) is None and infer_smile(np.zeros((0, K), np.float32)) is None
+
+    def test_inferred_like_named(self):
+        src = np.zeros((90, K), np.float32)
+        for ref, emotion in ((self._grimace(), "angry"), (self._grin(), "happy")):
+            inferred = manipulate_reference(src, [ref], FPS, infer_smiles=True)
+            named = manipulate_reference(src, [ref], FPS, emotions=[emotion])
+            np.testing.assert_array_equal(inferred, named)
+        kept = manipulate_reference(src, [self._grimace()], FPS)  # from the clip's own face: not judged
+        assert kept[45, self.PULL].min() > 0.5
+        dropped = manipulate_reference(src, [self._grimace()], FPS, reference_neutral=[np.zeros((30, K), np.float32)])
+        assert np.all(dropped[:, self.PULL] == 0) and dropped[45, Blendshape.BROW_DOWN_L] == pytest.approx(0.8, abs=1e-5)
+
+    def test_plan_judges_with_a_reference_neutral(self):
+        from ned.manipulate.plan import ManipulationSpec, plan_expressions
+        src = np.zeros((90, K), np.float32)
+        with_neutral = ManipulationSpec.from_strings([], ["ref.mp4"], reference_neutral=Path("neutral.mp4"))
+        judged = plan_expressions(src, with_neutral, [self._grimace()], FPS)
+        bare = plan_expressions(src, ManipulationSpec.from_strings([], ["ref.mp4"]), [self._grimace()], FPS)
+        assert np.all(judged[:, self.PULL] == 0) and bare[45, self.PULL].min() > 0.5
 
 
 class TestLidClosure:

@@ -57,7 +57,8 @@ def add_manipulation_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ref-neutral", "--ref_neutral", dest="reference_neutral", type=Path, default=None, metavar="CLIP",
                    help="a neutral clip of the reference actor (for `manipulate`: its folder preprocessed with "
                         "--mode reference): the reference's expression is measured from it (without it, from the "
-                        "reference clip's own calmest frames)")
+                        "reference clip's own calmest frames), and unless --emotion names what the reference acts, where its lip "
+                        "corners go tells a smile (pull kept) from a grimace (pull dropped)")
     g.add_argument("--transfer-limit", type=_limit, default=d.transfer_limit, metavar="IOD",
                    help="soft limit of the lower-face motion (mouth, nose, cheeks) taken from a reference clip or an "
                         f"exemplar bank, in inter-ocular distances (default {d.transfer_limit}; 0 = no limit): "

@@ -31,10 +31,12 @@ import functools
 import numpy as np
 
 from ned.manipulate.emotions import SMILE_SHAPES, smiles, without_stray_smile
+from ned.morph.fit import corner_elevation
 from ned.morph.rig import MOUTH_EMOTION_SHAPES, Blendshape, Rig, load_rig, shape_mask
 
 __all__ = ["LIMITED_SHAPES", "DEFAULT_TRANSFER_LIMIT_IOD", "lower_face_motion", "limit_lower_face",
-           "limit_emotion_motion", "SMILE_LIMIT_WEIGHT"]
+           "limit_emotion_motion", "SMILE_LIMIT_WEIGHT", "SMILE_RISE_IOD", "NO_SMILE_RISE_IOD", "corner_rise",
+           "infer_smile"]
 
 #: The emotion shapes of the lower and mid face: the mouth's, the nose wrinkle, the cheeks.
 LIMITED_SHAPES: tuple[Blendshape, ...] = MOUTH_EMOTION_SHAPES + (
@@ -44,6 +46,10 @@ DEFAULT_TRANSFER_LIMIT_IOD = 0.58
 KNEE_FRACTION = 0.8
 #: how much a named smile's lip-corner pull counts towards the limit (see limit_emotion_motion)
 SMILE_LIMIT_WEIGHT = 0.6
+#: an unnamed motion whose lip corners rise at least this much (median over its frames,
+#: IOD) smiles; at most :data:`NO_SMILE_RISE_IOD`, it does not (see :func:`infer_smile`)
+SMILE_RISE_IOD = 0.04
+NO_SMILE_RISE_IOD = 0.03
 _LIMITED = shape_mask(LIMITED_SHAPES)
 
 
@@ -108,6 +114,41 @@ def limit_lower_face(delta: np.ndarray, limit_iod: float | None = DEFAULT_TRANSF
     return out
 
 
+def corner_rise(delta: np.ndarray, rig: Rig | None = None) -> np.ndarray:
+    """How far weight changes ``(..., K)`` raise the lip corners above the lip line, mean of
+    both corners (:func:`ned.morph.fit.corner_elevation` of their displacement; IOD, + = up,
+    whatever the identity): ``(...,) float64``."""
+    rig = rig or load_rig()
+    return corner_elevation(rig.displacement(np.asarray(delta, np.float32)), rig).mean(-1)
+
+
+def infer_smile(delta: np.ndarray, rig: Rig | None = None) -> bool | None:
+    """Whether an unnamed motion ``(T, K)``, weight changes from the actor's own neutral
+    clip (fitted with that clip's identity), smiles.
+
+    The fit puts part of real angry, disgusted and sad mouths into lip-corner pull, so pull
+    alone cannot tell a smile from a grimace; where the corners go can: their median rise
+    (:func:`corner_rise`) is at least :data:`SMILE_RISE_IOD` for a smile, at most
+    :data:`NO_SMILE_RISE_IOD` for the rest. On the MEAD crops (reference mode's relative
+    motion against the reference's neutral clip): happy 0.071 and 0.051; disgusted 0.028 and
+    0.022, angry 0.010 and 0.012, contempt, sad, fear and surprised at most 0.006.
+    Measured against a clip's own calmest frames instead, a held smile hides in the baseline
+    (happy 0.026 and 0.023), so only motion from a neutral clip should be judged.
+
+    Returns:
+        True (smiles), False (does not), None (undecided, or no frames).
+    """
+    d = np.asarray(delta)
+    if d.ndim != 2 or len(d) == 0:
+        return None
+    rise = float(np.median(corner_rise(d, rig)))
+    if rise >= SMILE_RISE_IOD:
+        return True
+    if rise <= NO_SMILE_RISE_IOD:
+        return False
+    return None
+
+
 def limit_emotion_motion(delta: np.ndarray, emotion: str | None, limit_iod: float | None = DEFAULT_TRANSFER_LIMIT_IOD,
                          rig: Rig | None = None) -> np.ndarray:
     """Another actor's emotion motion, ready to transfer, softly limited: ``(..., K) float32``.
@@ -115,12 +156,13 @@ def limit_emotion_motion(delta: np.ndarray, emotion: str | None, limit_iod: floa
     Args:
         delta: ``(..., K)`` weight changes from the actor's neutral face.
         emotion: what the motion acts, when known (a user's ``--emotion`` with ``--ref``, an
-            exemplar bank's label); None: unknown, :func:`limit_lower_face` alone.
+            exemplar bank's label, or what :func:`infer_smile` tells); None: unknown,
+            :func:`limit_lower_face` alone.
         limit_iod: as in :func:`limit_lower_face`.
         rig: default the packaged rig.
 
     A named emotion that does not smile loses the lip-corner pull
-    (:func:`ned.manipulate.emotions.without_stray_smile`). A named smile's pull counts
+    (:func:`ned.manipulate.emotions.without_stray_smile`). A smile's pull counts
     :data:`SMILE_LIMIT_WEIGHT` towards the limit: a smile costs less identity than a
     grimace's stretch and press. Measured on the MEAD crops (reference mode, happy named):
     M030 acting like W009's smile FER2013 0.53 -> 0.63 (identity 0.21 -> 0.23); W009 acting

@@ -210,7 +210,10 @@ def plan_expressions(source: np.ndarray, spec: ManipulationSpec, references: Seq
         named = len(spec.segments) == 1  # "--ref clip --emotion angry": the reference acts angry
         intensities = [spec.segments[0].intensity] * len(refs) if named else None
         emotions = [spec.segments[0].name] * len(refs) if named else None
-        out = manipulate_reference(filled, refs, fps, options, intensities=intensities, emotions=emotions)
+        # with a reference neutral clip the references are fitted with its identity: their
+        # weights are measured from the actor's neutral face, and their smiles can be told
+        out = manipulate_reference(filled, refs, fps, options, intensities=intensities, emotions=emotions,
+                                   infer_smiles=spec.reference_neutral is not None)
     else:
         out = manipulate_labels(filled, spec.segments, fps, options, spec.label_targets())
     out = np.asarray(out, np.float32)

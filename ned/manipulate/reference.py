@@ -24,8 +24,12 @@ reference clip (one per segment, as with several labels):
    instead). Brows, lids, cheeks and nose follow the reference frame by frame. Measured on
    the MEAD crops (M030 neutral acting like W009 happy): dlib mouth-aperture r 0.87 -> 0.94.
    The lower/mid-face part of the relative motion is then softly limited to
-   ``transfer_limit_iod`` (:func:`ned.manipulate.envelope.limit_lower_face`): another
-   actor's strong grimace would change who the target looks like;
+   ``transfer_limit_iod`` (:func:`ned.manipulate.envelope.limit_emotion_motion`): another
+   actor's strong grimace would change who the target looks like. A reference that does
+   not smile loses its lip-corner pull (the fit explains part of grimaces with it), one that
+   smiles has its pull count less towards the limit: the emotion a user names, or, measured
+   from the reference actor's neutral face, what the corners do
+   (:func:`ned.manipulate.envelope.infer_smile`);
 4. segments are blended as in :mod:`ned.manipulate.label` (raised-cosine transitions,
    intensity, bounds, kept shapes).
 """
@@ -39,7 +43,7 @@ import numpy as np
 
 from ned.errors import InputError
 from ned.manipulate.emotions import MAX_INTENSITY
-from ned.manipulate.envelope import limit_emotion_motion
+from ned.manipulate.envelope import infer_smile, limit_emotion_motion
 from ned.manipulate.lids import BLINK, closure_over_baseline, narrow_lids
 from ned.manipulate.label import (
     ManipulateOptions,
@@ -132,6 +136,7 @@ def manipulate_reference(
     reference_neutral: Sequence[np.ndarray | None] | None = None,
     emotions: Sequence[str | None] | None = None,
     time_mode: str = "loop",
+    infer_smiles: bool | None = None,
     rig: Rig | None = None,
 ) -> np.ndarray:
     """Reference-driven manipulation of a clip's expression weights (see the module doc).
@@ -147,8 +152,13 @@ def manipulate_reference(
             the same reference actor (its baseline), or None.
         emotions: per reference, the emotion it acts when the user names it, or None: a
             named emotion that does not smile drops the reference's lip-corner pull
-            (:func:`ned.manipulate.emotions.without_stray_smile`).
+            (:func:`ned.manipulate.emotions.without_stray_smile`); unnamed, with its
+            neutral face, the corners' rise decides (``infer_smiles``).
         time_mode: see :func:`time_map`.
+        infer_smiles: whether an unnamed reference's weights are measured from its actor's
+            neutral face (fitted with a neutral clip's identity, or given
+            ``reference_neutral``), so that where its corners go tells a smile
+            (:func:`ned.manipulate.envelope.infer_smile`); None: when ``reference_neutral`` is given.
         rig: default the packaged rig.
 
     Returns:
@@ -199,6 +209,9 @@ def manipulate_reference(
         if options.keep_dynamics > 0:  # around the mouth: the reference's slow expression only
             slow, _ = split_dynamics(relative, window)
             relative = np.where(_MOUTH, slow, relative)
+        if emotion is None and (neu is not None if infer_smiles is None else infer_smiles):
+            smile = infer_smile(relative, rig)  # a smile or a grimace's pull: the user need not name it
+            emotion = None if smile is None else ("happy" if smile else "neutral")
         relative = limit_emotion_motion(relative, emotion, options.transfer_limit_iod, rig)
         closure = closure_over_baseline(ref[:, BLINK], base_ref[BLINK], fps, options.lid_closure_limit)
         # the segment's own frames read the reference from its start; the crossfade
