@@ -594,11 +594,11 @@ class TestUnalign:
 
 
 # --------------------------------------------------------------------------- eyes opening wider
-def _eye_scene(closed: bool = False, gaze: float = 0.0):
+def _eye_scene(closed: bool = False, gaze: float = 0.0, pupil: bool = False):
     """A face mesh laid out in a 512 px image with painted eyes: white openings, a dark iris
-    whose top is hidden by the upper lid, ``gaze`` x the eye's width right of its middle;
-    returns image, 478 source landmarks, the face topology and the iris circle ``(x, y, r)``
-    of the person's right eye."""
+    whose top is hidden by the upper lid, ``gaze`` x the eye's width right of its middle
+    (``pupil``: a grey iris with a black pupil of 0.4 its radius); returns image, 478 source
+    landmarks, the face topology and the iris circle ``(x, y, r)`` of the person's right eye."""
     from ned.morph.topology import GROUPS, load_topology
 
     topo = load_topology()
@@ -617,7 +617,10 @@ def _eye_scene(closed: bool = False, gaze: float = 0.0):
         r = 0.7 * (bottom - top)
         cy = bottom - r * 0.8  # the iris reaches above the upper lid: its top is hidden
         eye = np.full((512, 512, 3), 245, np.uint8)
-        cv2.circle(eye, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 16)), (60, 40, 30), -1, shift=4)
+        cv2.circle(eye, (int(round(cx * 16)), int(round(cy * 16))), int(round(r * 16)),
+                   (130, 120, 110) if pupil else (60, 40, 30), -1, shift=4)
+        if pupil:
+            cv2.circle(eye, (int(round(cx * 16)), int(round(cy * 16))), int(round(0.4 * r * 16)), (10, 10, 10), -1, shift=4)
         img[opening > 0] = eye[opening > 0]
         irises.append((cx, cy, r))
     iris_pts = []
@@ -665,6 +668,25 @@ def test_raised_lids_uncover_the_eye_instead_of_stretching_it():
     inside = cv2.dilate(inside, np.ones((3, 3), np.uint8))
     assert (on != off).any(axis=2)[inside == 0].sum() == 0
     assert (on != off).any()
+
+
+def test_uncovered_iris_shows_iris_not_a_second_pupil():
+    from ned.morph.topology import GROUPS
+
+    img, src, topo, (cx, cy, r) = _eye_scene(pupil=True)
+    upper = src[list(GROUPS["eye_r_upper"]), :2]
+    order = np.argsort(upper[:, 0])
+    old_lid = float(np.interp(cx, upper[order, 0], upper[order, 1]))
+    assert cy - 0.4 * r > old_lid + 1  # the pupil shows below the lid ...
+    dst = _raise_upper_lids(src, 12.0)
+    out = WarpRenderer(topo.triangles, topo.group("face_oval"), RenderOptions(map_step=1), n_points=468).render(
+        img, src, dst).frame
+    new_lid = float(np.interp(cx, dst[list(GROUPS["eye_r_upper"]), 0][order], dst[list(GROUPS["eye_r_upper"]), 1][order]))
+    # ... and the iris the raised lid uncovers above it is iris grey: mirrored about the lid
+    # line it read the pupil there, a second pupil above the first
+    band = out[int(np.ceil(new_lid)) + 3:int(old_lid) - 1, int(round(cx))].mean(axis=1)
+    assert len(band) >= 4 and band.min() > 60, band
+    assert out[int(round(cy)), int(round(cx))].mean() < 30  # the pupil itself stays
 
 
 def test_iris_near_a_corner_leaves_white_beside_it():

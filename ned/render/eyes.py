@@ -12,10 +12,12 @@ inside each edited opening:
 - where that lands on the source's upper lid (the band the raised lid uncovers), it reads
   the source mirrored about the upper lid margin instead: the strip just below the lid
   continues above it, as the hidden part of the eyeball would; with the iris circles
-  known (MediaPipe's iris points), uncovered pixels outside the iris read the white
-  beside the iris, so the iris stays round and white shows above it (on the other side of
-  the iris when it is too near a corner). The same holds at the lower lid. A small margin
-  keeps lashes out of the mirror;
+  known (MediaPipe's iris points), uncovered pixels of the iris read the iris mirrored
+  about its own horizontal centre line (mirrored about the lid, a lid raised far above a
+  hidden iris top showed a second pupil there), and uncovered pixels outside it read the
+  white beside the iris, so the iris stays round and white shows above it (on the other
+  side of the iris when it is too near a corner). The same holds at the lower lid. A small
+  margin keeps lashes out of the mirror;
 - along the edited lid line the plain warp stays (it brings the lid margin, lashes and
   waterline), but where that margin lies on the iris in the source while the eyeball
   behind is white, the margin beside the iris is taken; and the hand-over from the margin
@@ -48,6 +50,9 @@ LID_MARGIN_IOD = 0.012
 EDGE_BAND_IOD = 0.015
 #: a source eye opening (mean lid distance) below this is treated as closed, IOD
 MIN_OPENING_IOD = 0.035
+#: the iris is taken to reach this many of the landmarks' radii (their radius is approximate
+#: and the limbus blurred): an uncovered pixel inside shows iris, outside it white
+IRIS_SLACK = 1.15
 #: white is read at least this many iris radii beside the iris centre
 BESIDE_IRIS = 1.25
 #: reads further apart than this (pixels) are not blended in the hand-over band
@@ -98,8 +103,8 @@ def _margin_beside_iris(source: np.ndarray, eye_x: np.ndarray, eye_y: np.ndarray
         circle: ``(3,)`` iris ``(x, y, r)``; upper, lower: lid curves (x ascending).
     """
     cx, cy, r = (float(v) for v in circle)
-    # the landmarks' radius is approximate and the limbus blurred: 10 % slack on the source side
-    over = (np.hypot(source[:, 0] - cx, source[:, 1] - cy) < 1.1 * r) & (np.hypot(eye_x - cx, eye_y - cy) > r)
+    reach = IRIS_SLACK * r
+    over = (np.hypot(source[:, 0] - cx, source[:, 1] - cy) < reach) & (np.hypot(eye_x - cx, eye_y - cy) > reach)
     if not over.any():
         return
     x, y = source[over, 0], source[over, 1]
@@ -161,9 +166,14 @@ def reveal_eyes(map_xy: np.ndarray, origin: tuple[float, float], src: np.ndarray
         hidden = (qy < top) | (qy > bottom)
         eye_x, eye_y = qx, qy
         if iris is not None and hidden.any():
-            # uncovered white above/below the iris: read the white beside the iris instead
             cx, cy, r = iris[e]
-            white = hidden & (np.hypot(qx - cx, qy - cy) > r)
+            # uncovered iris: the iris mirrored about its own centre line, where visible there
+            # (mirrored about the lid it would show a second pupil, and lose its round edge)
+            inner = hidden & (np.hypot(qx - cx, qy - cy) <= IRIS_SLACK * r) & (bottom > top)
+            qy = np.where(inner, np.clip(2.0 * cy - qy, top, bottom), qy)
+            hidden &= ~inner
+            # uncovered white above/below the iris: read the white beside the iris instead
+            white = hidden & (np.hypot(qx - cx, qy - cy) > IRIS_SLACK * r)
             qx = np.where(white, _beside_iris(qx, iris[e], ux), qx)
             top = np.where(white, np.interp(qx, ux, uy) + margin, top)
             bottom = np.where(white, np.interp(qx, lx, ly) - margin, bottom)
