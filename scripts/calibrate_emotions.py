@@ -38,6 +38,10 @@ Method:
    percentile, and pooled with the same weights (``"lid_closure"``); the manipulator
    lays it, softly limited, over the source's blinks.
 
+Label mode plays these offsets :data:`ned.manipulate.label.LABEL_GAIN` times as strongly,
+its lower face softly limited (:func:`ned.manipulate.label.label_targets`); the check below
+is of the calibrated offsets themselves.
+
 The check (also ``tests/test_calibration.py``), for each actor A and emotion E: convert
 A's neutral clip to E; the distance between the clip-mean emotion parts of (converted)
 and (A's real E clip) must be at most half the distance between (unconverted neutral) and
