@@ -251,21 +251,24 @@ class ExemplarBank:
         Returns:
             ``(S, S) float32`` detail and ``(K,) float32`` change, both None for an empty bank.
         """
-        idx, w = self.select(delta, emotion, count)
-        if idx.size == 0:
-            return None, None
-        detail = np.tensordot(w, self.details[idx], axes=1).astype(np.float32)
-        return detail, (w @ self.deltas[idx]).astype(np.float32)
+        return self._blend(self.details, delta, emotion, count)
 
     def blend_brows(self, delta: np.ndarray, emotion: str | None = None,
                     count: int = 3) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Blended brow offset ``(468, 2) float32`` of the exemplars :meth:`blend` picks, and
         their blended emotion change ``(K,)``; both None for an empty bank or one without
         brow offsets."""
+        return self._blend(self.brow_offsets, delta, emotion, count)
+
+    def _blend(self, values: np.ndarray | None, delta: np.ndarray, emotion: str | None,
+               count: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``values`` ``(M, ...)`` of the exemplars :meth:`select` picks, blended by its
+        weights, and their blended emotion change; both None when it picks none or
+        ``values`` is None."""
         idx, w = self.select(delta, emotion, count)
-        if idx.size == 0 or self.brow_offsets is None:
+        if idx.size == 0 or values is None:
             return None, None
-        return np.tensordot(w, self.brow_offsets[idx], axes=1).astype(np.float32), (w @ self.deltas[idx]).astype(np.float32)
+        return np.tensordot(w, values[idx], axes=1).astype(np.float32), (w @ self.deltas[idx]).astype(np.float32)
 
 
 @dataclass(frozen=True)
